@@ -1,0 +1,21 @@
+"""Stellar systems with known answers: exact samples plus the true Phi, forces, density, f."""
+
+from .base import MockSystem
+from .plummer import Plummer
+
+__all__ = ["MockSystem", "Plummer", "get_mock"]
+
+_REGISTRY: dict[str, type[MockSystem]] = {"plummer": Plummer}
+
+
+def get_mock(name: str, **params) -> MockSystem:
+    """A mock system by name (see ``available_mocks()``), with its parameters."""
+    try:
+        cls = _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown mock {name!r}; available: {sorted(_REGISTRY)}") from None
+    return cls(**params)
+
+
+def available_mocks() -> list[str]:
+    return sorted(_REGISTRY)

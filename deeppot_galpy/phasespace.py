@@ -1,0 +1,113 @@
+r"""Phase-space samples: positions and velocities of stars, with units.
+
+``PhaseSpace`` is the package's hand-off between the data layer (catalogs, mocks) and the
+distribution-function model. It holds Cartesian :math:`\vec x, \vec v` in the model's units
+(:class:`~deeppot_galpy.units.Units`) as float64 arrays of shape ``(N, 3)``.
+
+The flows see standardised coordinates :math:`y = (\eta - \mu)/\sigma` with
+:math:`\eta = (\vec x, \vec v)`; :class:`Standardization` keeps that map (and its inverse), so a
+density and its gradient are reported in the model's units:
+:math:`\ln f(\eta) = \ln p(y) - \sum_i \ln\sigma_i` and :math:`\nabla_\eta \ln f = \nabla_y \ln p / \sigma`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .units import Units
+
+__all__ = ["PhaseSpace", "Standardization"]
+
+
+@dataclass
+class Standardization:
+    """The affine map y = (eta - mean) / scale used in front of the flows (6 axes)."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+
+    @classmethod
+    def fit(cls, eta: np.ndarray) -> Standardization:
+        """Per-axis median and half 16-84 percentile width of ``eta`` (N, 6).
+
+        Robust statistics, not mean and standard deviation: stellar systems have power-law
+        tails in radius (a Plummer sphere's <r^2> diverges logarithmically), and a variance
+        dominated by a few distant stars would squeeze the core into a sliver of the
+        spline's domain.
+        """
+        lo, med, hi = np.percentile(eta, [15.87, 50.0, 84.13], axis=0)
+        scale = 0.5 * (hi - lo)
+        if np.any(scale <= 0):
+            raise ValueError("phase-space sample has a constant coordinate; cannot standardise")
+        return cls(mean=med, scale=scale)
+
+    def forward(self, eta: np.ndarray) -> np.ndarray:
+        return (eta - self.mean) / self.scale
+
+    def inverse(self, y: np.ndarray) -> np.ndarray:
+        return y * self.scale + self.mean
+
+    def log_det(self) -> float:
+        """ln |d y / d eta|, to add to ln p(y) to get ln f(eta)."""
+        return float(-np.log(self.scale).sum())
+
+
+@dataclass
+class PhaseSpace:
+    """Positions ``x`` and velocities ``v`` (each (N, 3), float64) in ``units``.
+
+    ``meta`` carries provenance (frame parameters, cuts, the mock's name and parameters) that a
+    run directory records with the fit.
+    """
+
+    x: np.ndarray
+    v: np.ndarray
+    units: Units = field(default_factory=Units.nbody)
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.x = np.asarray(self.x, dtype=np.float64)
+        self.v = np.asarray(self.v, dtype=np.float64)
+        if self.x.ndim != 2 or self.x.shape[1] != 3 or self.v.shape != self.x.shape:
+            raise ValueError(
+                f"PhaseSpace needs x and v of shape (N, 3); got {self.x.shape} and {self.v.shape}"
+            )
+        if len(self.x) == 0:
+            raise ValueError("PhaseSpace is empty: no stars")
+        bad = ~np.isfinite(self.eta).all(axis=1)
+        if bad.any():
+            raise ValueError(
+                f"PhaseSpace has {int(bad.sum())} rows with NaN/inf; drop them explicitly "
+                "(deeppot_galpy.data applies and reports such cuts)"
+            )
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    @property
+    def eta(self) -> np.ndarray:
+        """The (N, 6) array (x, v)."""
+        return np.concatenate([self.x, self.v], axis=1)
+
+    @classmethod
+    def from_eta(cls, eta: np.ndarray, units: Units | None = None, meta: dict | None = None):
+        return cls(eta[:, :3], eta[:, 3:], units or Units.nbody(), dict(meta or {}))
+
+    def subset(self, index: np.ndarray) -> PhaseSpace:
+        return PhaseSpace(self.x[index], self.v[index], self.units, dict(self.meta))
+
+    def split(self, fraction: float, seed: int) -> tuple[PhaseSpace, PhaseSpace]:
+        """Random split into (1 - fraction, fraction) parts, e.g. train/validation."""
+        rng = np.random.default_rng(seed)
+        perm = rng.permutation(len(self))
+        n_b = max(1, int(round(fraction * len(self))))
+        return self.subset(perm[n_b:]), self.subset(perm[:n_b])
+
+    def standardization(self) -> Standardization:
+        return Standardization.fit(self.eta)
+
+    @property
+    def r(self) -> np.ndarray:
+        return np.linalg.norm(self.x, axis=1)

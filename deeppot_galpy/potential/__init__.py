@@ -1,0 +1,17 @@
+"""The potential Phi(x): an MLP fitted to the CBE, in pure torch (no galpy/astropy)."""
+
+from .cbe import LOSSES, cbe_residual, negative_density_penalty, stationarity_loss
+from .fit import CBEPoints, PotentialTraining, fit_potential
+from .network import PotentialConfig, PotentialNet
+
+__all__ = [
+    "LOSSES",
+    "CBEPoints",
+    "PotentialConfig",
+    "PotentialNet",
+    "PotentialTraining",
+    "cbe_residual",
+    "fit_potential",
+    "negative_density_penalty",
+    "stationarity_loss",
+]

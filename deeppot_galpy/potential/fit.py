@@ -1,0 +1,166 @@
+r"""Fit :math:`\Phi_\theta` so that the flows' distribution function is stationary.
+
+Inputs are points :math:`(\vec x, \vec v)` drawn from the fitted DF with the DF's gradients
+precomputed there (:class:`CBEPoints`); the potential network is then trained with Adam and a
+cosine learning-rate decay on the loss of :mod:`deeppot_galpy.potential.cbe`. The Laplacian
+(three extra backward passes) is evaluated on a fraction of each batch only: the positivity
+penalty is a soft constraint and rarely active, while the Laplacian makes a step ~6x dearer.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .cbe import LOSSES, negative_density_penalty, stationarity_loss
+from .network import PotentialConfig, PotentialNet
+
+__all__ = ["CBEPoints", "PotentialTraining", "fit_potential"]
+
+
+@dataclass
+class CBEPoints:
+    """Phase-space points with grad ln f there: x, v, gx, gv (N, 3); logf (N,).
+
+    ``gx_b``, ``gv_b`` are an optional second, independent estimate of the gradients (from flows
+    fitted to other stars), used by the ``crossfit`` loss.
+    """
+
+    x: np.ndarray
+    v: np.ndarray
+    gx: np.ndarray
+    gv: np.ndarray
+    logf: np.ndarray
+    gx_b: np.ndarray | None = None
+    gv_b: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __post_init__(self) -> None:
+        arrays = {k: v for k, v in vars(self).items() if v is not None}
+        bad = ~np.all([np.isfinite(a.reshape(len(a), -1)).all(1) for a in arrays.values()], 0)
+        if bad.any():
+            raise ValueError(f"{int(bad.sum())} CBE points have non-finite values or gradients")
+
+    @property
+    def has_second_estimate(self) -> bool:
+        return self.gx_b is not None and self.gv_b is not None
+
+    def tensors(self, device: torch.device | str) -> dict[str, torch.Tensor]:
+        return {
+            k: torch.as_tensor(a, dtype=torch.float32, device=device)
+            for k, a in vars(self).items()
+            if a is not None
+        }
+
+
+@dataclass(frozen=True)
+class PotentialTraining:
+    """How the potential is trained."""
+
+    steps: int = 4000
+    batch_size: int = 1024
+    lr: float = 3e-3
+    lam: float = 2.0  # weight of the negative-density penalty (paper: 2)
+    loss: str = "lnf"  # lnf | f | crossfit
+    laplacian_fraction: float = 0.25  # share of each batch on which lap Phi is evaluated
+    time_budget_s: float | None = None
+    config: PotentialConfig = PotentialConfig()
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"unknown loss {self.loss!r}; use one of {LOSSES}")
+        if not 0.0 <= self.laplacian_fraction <= 1.0:
+            raise ValueError("laplacian_fraction must lie in [0, 1]")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["config"] = self.config.to_dict()
+        return d
+
+
+def _scales(points: CBEPoints) -> tuple[np.ndarray, float, float]:
+    """Centre, length scale and velocity dispersion of the points (robust statistics)."""
+    center = np.median(points.x, axis=0)
+    lo, hi = np.percentile(points.x, [15.87, 84.13], axis=0)
+    length = float(np.exp(np.mean(np.log(0.5 * (hi - lo)))))
+    vlo, vhi = np.percentile(points.v, [15.87, 84.13], axis=0)
+    sigma = float(np.sqrt(np.mean((0.5 * (vhi - vlo)) ** 2)))
+    return center, length, sigma
+
+
+def fit_potential(
+    points: CBEPoints,
+    cfg: PotentialTraining = PotentialTraining(),
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> tuple[PotentialNet, dict]:
+    """Train a :class:`PotentialNet` on ``points``; returns it (in eval mode) and its history."""
+    if cfg.loss == "crossfit" and not points.has_second_estimate:
+        raise ValueError("loss='crossfit' needs points with a second gradient estimate")
+    torch.manual_seed(seed)
+    center, length, sigma = _scales(points)
+    net = PotentialNet(torch.as_tensor(center), length, sigma**2, cfg.config).to(device)
+    t = points.tensors(device)
+    time_scale = length / sigma
+    lap_scale = sigma**2 / length**2
+    f_scale = torch.exp(t["logf"]) * (length * sigma) ** 3 if cfg.loss == "f" else None
+
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    n_lap = max(1, int(round(cfg.laplacian_fraction * cfg.batch_size)))
+    history: dict[str, list] = {"step": [], "loss": [], "penalty": []}
+    t0 = time.perf_counter()
+    bar = tqdm(range(cfg.steps), desc="potential", disable=not progress, leave=False)
+    running = np.zeros(2)
+    for step in bar:
+        frac = step / cfg.steps
+        if cfg.time_budget_s:
+            frac = max(frac, (time.perf_counter() - t0) / cfg.time_budget_s)
+            if frac >= 1.0:
+                break
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr * 0.5 * (1.0 + math.cos(math.pi * frac))
+        idx = torch.randint(0, len(points), (cfg.batch_size,), generator=gen).to(device)
+        x = t["x"][idx].requires_grad_(True)
+        phi = net(x)
+        (grad_phi,) = torch.autograd.grad(phi.sum(), x, create_graph=True)
+        term = stationarity_loss(
+            cfg.loss,
+            t["v"][idx],
+            grad_phi,
+            t["gx"][idx],
+            t["gv"][idx],
+            time_scale,
+            f_scale=None if f_scale is None else f_scale[idx],
+            gx_b=t["gx_b"][idx] if "gx_b" in t else None,
+            gv_b=t["gv_b"][idx] if "gv_b" in t else None,
+        ).mean()
+        penalty = torch.zeros((), device=device)
+        if cfg.lam > 0 and cfg.laplacian_fraction > 0:
+            lap = sum(
+                torch.autograd.grad(grad_phi[:n_lap, i].sum(), x, create_graph=True)[0][:n_lap, i]
+                for i in range(3)
+            )
+            penalty = negative_density_penalty(lap, lap_scale).mean()
+        loss = term + cfg.lam * penalty
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        running += [term.item(), penalty.item()]
+        if (step + 1) % 100 == 0:
+            history["step"].append(step + 1)
+            history["loss"].append(running[0] / 100)
+            history["penalty"].append(running[1] / 100)
+            bar.set_postfix(loss=f"{running[0] / 100:.4f}")
+            running[:] = 0
+    history["seconds"] = time.perf_counter() - t0
+    net.eval()
+    return net, history
