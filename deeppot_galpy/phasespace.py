@@ -7,7 +7,8 @@ distribution-function model. It holds Cartesian :math:`\vec x, \vec v` in the mo
 The flows see standardised coordinates :math:`y = (\eta - \mu)/\sigma` with
 :math:`\eta = (\vec x, \vec v)`; :class:`Standardization` keeps that map (and its inverse), so a
 density and its gradient are reported in the model's units:
-:math:`\ln f(\eta) = \ln p(y) - \sum_i \ln\sigma_i` and :math:`\nabla_\eta \ln f = \nabla_y \ln p / \sigma`.
+:math:`\ln f(\eta) = \ln p(y) - \sum_i \ln\sigma_i` and
+:math:`\nabla_\eta \ln f = \nabla_y \ln p / \sigma`.
 """
 
 from __future__ import annotations

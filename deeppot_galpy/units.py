@@ -73,7 +73,8 @@ class Units:
         try:
             return table[kind]
         except KeyError:
-            raise ValueError(f"unknown quantity kind {kind!r}; use one of {sorted(table)}") from None
+            known = sorted(table)
+            raise ValueError(f"unknown quantity kind {kind!r}; use one of {known}") from None
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -222,6 +222,9 @@ class FlowEnsemble(nn.Module):
         counts = np.random.default_rng(seed).multinomial(n, [1.0 / self.k] * self.k)
         with torch.random.fork_rng(devices=[] if self.device.type == "cpu" else [self.device]):
             torch.manual_seed(seed)
-            parts = [m.sample(int(c)).cpu().double().numpy() for m, c in zip(self.members, counts)]
+            parts = [
+                m.sample(int(c)).cpu().double().numpy()
+                for m, c in zip(self.members, counts, strict=True)
+            ]
         out = np.concatenate(parts)
         return out[np.random.default_rng(seed + 1).permutation(n)]

@@ -17,9 +17,11 @@ potential's own scales (time :math:`L/\sigma_v`, phase-space volume), so one :ma
 serves N-body and Galactic units alike.
 
 ``crossfit`` uses two independent estimates :math:`r_A, r_B` of the residual (from flows fitted
-to disjoint halves of the stars): :math:`\langle\operatorname{asinh} r_A\,\operatorname{asinh} r_B\rangle`.
+to disjoint halves of the stars):
+:math:`\langle\operatorname{asinh} r_A\,\operatorname{asinh} r_B\rangle`.
 Noise in :math:`\nabla_v \ln f` enters :math:`|r|^2` quadratically and biases the force low
-(attenuation); it averages out of the cross product when the two estimates' errors are independent.
+(attenuation); it averages out of the cross product when the two estimates' errors are
+independent.
 """
 
 from __future__ import annotations

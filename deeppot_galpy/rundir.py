@@ -1,0 +1,183 @@
+"""Run directories: everything needed to reload a fit, with no pickles.
+
+Layout (``deeppot demo`` and ``deeppot fit`` write the same)::
+
+    RUN_DIR/
+      run.json              config, seed, versions, units, frame parameters, data summary
+      metrics.json          accuracy metrics (against truth where known) and timings
+      flows.safetensors     flow-ensemble weights       + flows.json     (architecture, hash)
+      potential.safetensors potential-network weights   + potential.json (scales, units, region)
+      figures/*.png
+
+Weights are stored with ``safetensors`` (no code execution on load); each ``NAME.json`` records
+the architecture and the SHA-256 of its weights file, so a corrupt, truncated or mismatched
+file is reported as such instead of loading garbage. Every file is written atomically (temporary
+file, fsync, rename), so a crash never leaves a half-written file under a final name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+__all__ = ["ModelFileError", "RunDir", "atomic_write_bytes", "software_versions"]
+
+FORMAT_VERSION = 1
+
+
+class ModelFileError(RuntimeError):
+    """A model file is missing, corrupt, or does not match its metadata."""
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a mix."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def software_versions() -> dict[str, str]:
+    """Versions of the packages a result depends on."""
+    import platform
+
+    import astropy
+    import galpy
+    import numpy
+    import zuko
+
+    from . import __version__
+
+    return {
+        "deeppot_galpy": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "zuko": zuko.__version__,
+        "numpy": numpy.__version__,
+        "galpy": galpy.__version__,
+        "astropy": astropy.__version__,
+    }
+
+
+class RunDir:
+    """A run directory (see the module docstring for its layout)."""
+
+    def __init__(self, path: str | os.PathLike, create: bool = False):
+        self.path = Path(path)
+        if create:
+            (self.path / "figures").mkdir(parents=True, exist_ok=True)
+        elif not self.path.is_dir():
+            raise FileNotFoundError(f"run directory {self.path} does not exist")
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    def write_json(self, name: str, obj: Any) -> Path:
+        p = self.path / f"{name}.json"
+        atomic_write_bytes(p, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+        return p
+
+    def read_json(self, name: str) -> dict:
+        p = self.path / f"{name}.json"
+        if not p.exists():
+            raise ModelFileError(f"{p} is missing: is {self.path} a deeppot run directory?")
+        try:
+            return json.loads(p.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ModelFileError(f"{p} is not valid JSON ({exc}); the file is corrupt") from exc
+
+    def has(self, name: str) -> bool:
+        return (self.path / f"{name}.safetensors").exists() and (
+            self.path / f"{name}.json"
+        ).exists()
+
+    def save_module(self, name: str, module: torch.nn.Module, metadata: dict) -> None:
+        """Weights to NAME.safetensors, then metadata (with the weights' hash) to NAME.json."""
+        state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+        blob = st_save(state)
+        atomic_write_bytes(self.path / f"{name}.safetensors", blob)
+        record = {
+            "format_version": FORMAT_VERSION,
+            "kind": name,
+            "sha256": hashlib.sha256(blob).hexdigest(),
+            "metadata": metadata,
+        }
+        self.write_json(name, record)
+
+    def load_metadata(self, name: str) -> dict:
+        record = self.read_json(name)
+        if record.get("format_version") != FORMAT_VERSION or "metadata" not in record:
+            raise ModelFileError(
+                f"{self.path / (name + '.json')} is not a deeppot {name} record of format "
+                f"{FORMAT_VERSION} (found format {record.get('format_version')!r})"
+            )
+        return record["metadata"]
+
+    def load_module(self, name: str, module: torch.nn.Module) -> torch.nn.Module:
+        """Load NAME.safetensors into ``module`` after checking it against NAME.json."""
+        record = self.read_json(name)
+        wpath = self.path / f"{name}.safetensors"
+        if not wpath.exists():
+            raise ModelFileError(f"{wpath} is missing")
+        blob = wpath.read_bytes()
+        if hashlib.sha256(blob).hexdigest() != record.get("sha256"):
+            raise ModelFileError(
+                f"{wpath} does not match the hash recorded in {name}.json: the weights file is "
+                "corrupt, truncated, or from another run"
+            )
+        try:
+            state = st_load(blob)
+        except SafetensorError as exc:
+            raise ModelFileError(f"{wpath} is not a valid safetensors file: {exc}") from exc
+        try:
+            module.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise ModelFileError(
+                f"{wpath} does not fit the architecture in {name}.json: {exc}"
+            ) from exc
+        return module
+
+    def load_potential(self):
+        """The trained :class:`~deeppot_galpy.potential.PotentialNet` and its metadata."""
+        from .potential import PotentialNet
+
+        meta = self.load_metadata("potential")
+        try:
+            net = PotentialNet.from_metadata(meta["network"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFileError(f"potential.json has an invalid architecture: {exc}") from exc
+        self.load_module("potential", net).eval()
+        return net, meta
+
+    def load_flows(self):
+        """The trained :class:`~deeppot_galpy.df.FlowEnsemble` (or a dict of them) and metadata."""
+        from .df import FlowEnsemble
+
+        meta = self.load_metadata("flows")
+        try:
+            ens = FlowEnsemble.from_metadata(meta["ensemble"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFileError(f"flows.json has an invalid architecture: {exc}") from exc
+        self.load_module("flows", ens).eval()
+        return ens, meta
