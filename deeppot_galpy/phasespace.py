@@ -112,3 +112,21 @@ class PhaseSpace:
     @property
     def r(self) -> np.ndarray:
         return np.linalg.norm(self.x, axis=1)
+
+    def region(self) -> dict:
+        """The volume the stars cover, recorded with a fit so evaluation far outside it warns.
+
+        ``center`` is the median position, ``r_min``/``r_max`` the 1st/99th percentiles of the
+        distance from it, ``lo``/``hi`` the 0.5th/99.5th percentiles along each axis.
+        """
+        center = np.median(self.x, axis=0)
+        d = np.linalg.norm(self.x - center, axis=1)
+        r_min, r_max = np.percentile(d, [1.0, 99.0])
+        lo, hi = np.percentile(self.x, [0.5, 99.5], axis=0)
+        return {
+            "center": center.tolist(),
+            "r_min": float(r_min),
+            "r_max": float(r_max),
+            "lo": lo.tolist(),
+            "hi": hi.tolist(),
+        }

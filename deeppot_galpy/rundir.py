@@ -158,6 +158,16 @@ class RunDir:
             ) from exc
         return module
 
+    def save_potential(self, net, units, region: dict, extra: dict | None = None) -> None:
+        """Save a PotentialNet with what a reader needs: architecture, units and data region.
+
+        ``units`` is a :class:`~deeppot_galpy.units.Units`; ``region`` is
+        :meth:`PhaseSpace.region() <deeppot_galpy.phasespace.PhaseSpace.region>` of the stars.
+        """
+        meta = {"network": net.metadata(), "units": units.to_dict(), "region": region}
+        meta.update(extra or {})
+        self.save_module("potential", net, meta)
+
     def load_potential(self):
         """The trained :class:`~deeppot_galpy.potential.PotentialNet` and its metadata."""
         from .potential import PotentialNet
@@ -170,14 +180,20 @@ class RunDir:
         self.load_module("potential", net).eval()
         return net, meta
 
-    def load_flows(self):
-        """The trained :class:`~deeppot_galpy.df.FlowEnsemble` (or a dict of them) and metadata."""
+    def save_flows(self, ens, name: str = "flows", extra: dict | None = None) -> None:
+        """Save a FlowEnsemble under NAME (``flows``; ``flows_b`` for a cross-fit's second)."""
+        meta = {"ensemble": ens.metadata()}
+        meta.update(extra or {})
+        self.save_module(name, ens, meta)
+
+    def load_flows(self, name: str = "flows"):
+        """The trained :class:`~deeppot_galpy.df.FlowEnsemble` saved as NAME, and its metadata."""
         from .df import FlowEnsemble
 
-        meta = self.load_metadata("flows")
+        meta = self.load_metadata(name)
         try:
             ens = FlowEnsemble.from_metadata(meta["ensemble"])
         except (KeyError, TypeError, ValueError) as exc:
-            raise ModelFileError(f"flows.json has an invalid architecture: {exc}") from exc
-        self.load_module("flows", ens).eval()
+            raise ModelFileError(f"{name}.json has an invalid architecture: {exc}") from exc
+        self.load_module(name, ens).eval()
         return ens, meta

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -116,3 +117,20 @@ class PotentialNet(nn.Module):
     def laplacian(self, x: Tensor, create_graph: bool = False) -> Tensor:
         """nabla^2 Phi at x (N,)."""
         return torch.diagonal(self.hessian(x, create_graph)[2], dim1=1, dim2=2).sum(-1)
+
+    def evaluate(
+        self, x: np.ndarray, laplacian: bool = True, batch_size: int = 8192
+    ) -> dict[str, np.ndarray]:
+        """Phi, acceleration -grad Phi and (optionally) lap Phi at x (N, 3), as float64 numpy."""
+        dev = self.center.device
+        out: dict[str, list] = {"phi": [], "acc": [], "lap": []}
+        for i in range(0, len(x), batch_size):
+            xb = torch.as_tensor(x[i : i + batch_size], dtype=torch.float32, device=dev)
+            if laplacian:
+                phi, g, hess = self.hessian(xb)
+                out["lap"].append(torch.diagonal(hess, dim1=1, dim2=2).sum(-1))
+            else:
+                phi, g = self.gradient(xb)
+            out["phi"].append(phi)
+            out["acc"].append(-g)
+        return {k: torch.cat(v).cpu().double().numpy() for k, v in out.items() if v}
