@@ -24,6 +24,8 @@ class MockSystem(ABC):
 
     name: str = "mock"
     units: Units = Units.nbody()
+    #: radii (from the origin) over which the fit is scored: the well-sampled body of the system
+    r_range: tuple[float, float] = (0.1, 3.0)
 
     @abstractmethod
     def sample(self, n: int, seed: int) -> PhaseSpace:

@@ -1,0 +1,1 @@
+"""Sub-commands of the ``deeppot`` CLI: each module has ``add_arguments`` and ``run``."""

@@ -1,0 +1,223 @@
+"""Figures of a fit, after the paper's Figs. 2 and 3, plus error profiles.
+
+* ``df_rv.png``: f in the (r, v) plane integrated over angles, model vs truth (or vs the stars'
+  histogram when no closed-form f exists), and their ratio (paper Fig. 2).
+* ``potential.png``: learned vs true Phi at random stars; Phi and density in the z = 0 slice
+  (paper Fig. 3).
+* ``errors_vs_radius.png``: force and density errors, and |a|/|a_true|, against radius.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.colors import LogNorm  # noqa: E402
+
+from .compare import field_errors  # noqa: E402
+
+__all__ = ["run_figures", "plot_df_rv", "plot_potential", "plot_errors_vs_radius"]
+
+
+def _labels(data) -> tuple[str, str, str, str]:
+    units = data.units
+    if units.is_physical:
+        return (
+            f" [{units.length}]",
+            f" [{units.velocity}]",
+            f" [({units.velocity})$^2$]",
+            f" [{units.mass}/{units.length}$^3$]",
+        )
+    return (" [b]", " [$\\sqrt{GM/b}$]", " [$GM/b$]", " [$M/b^3$]")
+
+
+def _angle_average_logf(log_f, r, v, center, n_dir: int, seed: int) -> np.ndarray:
+    """ln of f averaged over random directions of x and v at each (r, v)."""
+    rng = np.random.default_rng(seed)
+    d = rng.normal(size=(2, n_dir, 3))
+    d /= np.linalg.norm(d, axis=-1, keepdims=True)
+    R, V = np.meshgrid(r, v, indexing="ij")
+    x = center + R.reshape(-1, 1, 1) * d[0][None]
+    vel = V.reshape(-1, 1, 1) * d[1][None]
+    lf = log_f(x.reshape(-1, 3), vel.reshape(-1, 3)).reshape(-1, n_dir)
+    m = lf.max(axis=1, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0.0)  # all -inf (e.g. unbound for a true f): f = 0 there
+    with np.errstate(divide="ignore"):
+        return (m[:, 0] + np.log(np.mean(np.exp(lf - m), axis=1))).reshape(R.shape)
+
+
+def plot_df_rv(path, ensemble, data, truth=None, seed: int = 0) -> None:
+    """Paper Fig. 2: the angle-integrated f(r, v) of the model against the truth."""
+    ul, uv, _, _ = _labels(data)
+    center = np.asarray(data.region()["center"])
+    r_max = np.percentile(np.linalg.norm(data.x - center, axis=1), 95)
+    v_max = np.percentile(np.linalg.norm(data.v, axis=1), 99.5)
+    r = np.linspace(r_max / 60, r_max, 60)
+    v = np.linspace(v_max / 60, v_max, 60)
+
+    def flow_logf(x, vel):
+        return ensemble.log_prob_and_grad(np.concatenate([x, vel], 1))[0]
+
+    jac = np.log(16 * np.pi**2 * r[:, None] ** 2 * v[None, :] ** 2)
+    model = np.exp(_angle_average_logf(flow_logf, r, v, center, 24, seed) + jac)
+    if truth is not None and _has_df(truth):
+        ref = np.exp(_angle_average_logf(truth.log_df, r, v, center, 24, seed) + jac)
+        ref_name = "true f"
+    else:  # the stars themselves, as a normalised histogram on the same grid
+        dr, dv = r[1] - r[0], v[1] - v[0]
+        rr = np.linalg.norm(data.x - center, axis=1)
+        vv = np.linalg.norm(data.v, axis=1)
+        edges = (np.append(r - dr / 2, r[-1] + dr / 2), np.append(v - dv / 2, v[-1] + dv / 2))
+        ref = np.histogram2d(rr, vv, bins=edges)[0] / (len(rr) * dr * dv)
+        ref_name = "stars (histogram)"
+    fig, ax = plt.subplots(1, 3, figsize=(14, 4.2), constrained_layout=True)
+    ext = (r[0], r[-1], v[0], v[-1])
+    vmax = max(ref.max(), model.max())
+    norm = LogNorm(vmin=vmax * 1e-3, vmax=vmax)
+    for a, img, title in ((ax[0], ref, ref_name), (ax[1], model, "flow ensemble")):
+        im = a.imshow(img.T, origin="lower", extent=ext, aspect="auto", norm=norm, cmap="viridis")
+        a.set_title(f"{title}: $\\int f\\,d\\Omega_x d\\Omega_v$")
+        fig.colorbar(im, ax=a, label="probability density")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(ref > vmax * 1e-3, model / ref, np.nan)
+    im = ax[2].imshow(
+        ratio.T, origin="lower", extent=ext, aspect="auto", cmap="RdBu_r", vmin=0.8, vmax=1.2
+    )
+    ax[2].set_title(f"ratio flow / {ref_name}")
+    fig.colorbar(im, ax=ax[2], label="ratio")
+    for a in ax:
+        a.set_xlabel("r" + ul)
+        a.set_ylabel("v" + uv)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _has_df(truth) -> bool:
+    try:
+        truth.log_df(np.zeros((1, 3)), np.zeros((1, 3)))
+    except NotImplementedError:
+        return False
+    return True
+
+
+def plot_potential(path, net, data, truth=None, seed: int = 0, extent: float | None = None) -> None:
+    """Paper Fig. 3: Phi at random stars vs truth; Phi and density in the z = 0 slice."""
+    from .compare import as_field
+
+    ul, _, up, ud = _labels(data)
+    model = as_field(net, data.units.G)
+    center = np.asarray(data.region()["center"])
+    if extent is None:
+        extent = truth.r_range[1] if truth is not None else 0.5 * data.region()["r_max"]
+    g = np.linspace(-extent, extent, 80)
+    X, Y = np.meshgrid(g, g, indexing="xy")
+    grid = np.stack([X.ravel(), Y.ravel(), np.zeros(X.size)], 1) + center
+    phi_m, rho_m = model.potential(grid), model.density(grid)
+    fig, ax = plt.subplots(1, 3, figsize=(15, 4.5), constrained_layout=True)
+    idx = np.random.default_rng(seed).choice(len(data), min(2000, len(data)), replace=False)
+    xs = data.x[idx]
+    if truth is not None:
+        pm, pt = model.potential(xs), truth.potential(xs)
+        off = np.median(pm - pt)
+        ax[0].scatter(pt, pm - off, s=2, alpha=0.5, label="stars")
+        lims = [pt.min(), pt.max()]
+        ax[0].plot(lims, lims, "k--", lw=1, label="identity")
+        ax[0].set_xlabel("true $\\Phi$" + up)
+        ax[0].set_ylabel("learned $\\Phi$ - offset" + up)
+        ax[0].legend()
+    else:
+        ax[0].hist(model.potential(xs), bins=60)
+        ax[0].set_xlabel("learned $\\Phi$ at the stars" + up)
+        ax[0].set_ylabel("stars")
+    ax[0].set_title("potential at random stars")
+    cs = ax[1].contour(X, Y, phi_m.reshape(X.shape), levels=12, cmap="viridis")
+    ax[1].clabel(cs, fontsize=7)
+    if truth is not None:
+        ref = truth.potential(grid) + np.median(phi_m - truth.potential(grid))
+        ax[1].contour(
+            X,
+            Y,
+            ref.reshape(X.shape),
+            levels=cs.levels,
+            colors="k",
+            linestyles="--",
+            linewidths=0.8,
+        )
+    ax[1].set_title("$\\Phi$ in z = 0 (solid: learned" + (", dashed: true)" if truth else ")"))
+    pos = np.where(rho_m > 0, rho_m, np.nan).reshape(X.shape)
+    im = ax[2].imshow(
+        pos, origin="lower", extent=(-extent, extent, -extent, extent), norm=LogNorm(), cmap="magma"
+    )
+    fig.colorbar(im, ax=ax[2], label="learned $\\rho$" + ud)
+    if truth is not None:
+        rho_t = truth.density(grid).reshape(X.shape)
+        ax[2].contour(
+            X,
+            Y,
+            rho_t,
+            levels=np.geomspace(rho_t.min(), rho_t.max(), 8),
+            colors="w",
+            linewidths=0.7,
+        )
+    ax[2].set_title("density in z = 0 (white: true)" if truth else "density in z = 0")
+    for a in ax[1:]:
+        a.set_xlabel("x - x$_c$" + ul)
+        a.set_ylabel("y - y$_c$" + ul)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_errors_vs_radius(path, net, truth, data, seed: int = 0) -> None:
+    """Force and density errors and the force ratio against radius, on held-out true stars."""
+    ul = _labels(data)[0]
+    held = truth.sample(8192, seed + 20_000)
+    r = held.r
+    sel = (r >= truth.r_range[0] / 2) & (r <= truth.r_range[1] * 2)
+    errs = field_errors(net, truth, held.x[sel], data.units.G)
+    r = r[sel]
+    edges = np.geomspace(r.min(), r.max(), 15)
+    mid = np.sqrt(edges[1:] * edges[:-1])
+    idx = np.digitize(r, edges) - 1
+    fig, ax = plt.subplots(1, 3, figsize=(15, 4.2), constrained_layout=True)
+    for a, key, label in (
+        (ax[0], "force", "|a - a$_{true}$| / |a$_{true}$|"),
+        (ax[1], "density", "|$\\rho - \\rho_{true}$| / $\\rho_{true}$"),
+        (ax[2], "force_ratio", "|a| / |a$_{true}$|"),
+    ):
+        a.scatter(r, errs[key], s=1, alpha=0.2, color="0.5", label="held-out stars")
+        med = [
+            np.median(errs[key][idx == b]) if np.any(idx == b) else np.nan for b in range(len(mid))
+        ]
+        a.plot(mid, med, "C3o-", label="median")
+        a.set_xscale("log")
+        a.set_xlabel("r" + ul)
+        a.set_ylabel(label)
+        for lim in truth.r_range:
+            a.axvline(lim, color="k", ls=":", lw=0.8)
+        a.legend()
+    ax[0].set_yscale("log")
+    ax[1].set_yscale("log")
+    ax[2].axhline(1, color="k", lw=0.8)
+    ax[2].set_ylim(0.8, 1.2)
+    ax[0].set_title("force error (dotted: scored range)")
+    ax[1].set_title("density error")
+    ax[2].set_title("force ratio (bias)")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run_figures(folder, net, ensemble, data, truth, seed: int = 0) -> list[Path]:
+    """Write all figures of a run into ``folder``; returns their paths."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / "df_rv.png", folder / "potential.png"]
+    plot_df_rv(paths[0], ensemble, data, truth, seed)
+    plot_potential(paths[1], net, data, truth, seed)
+    if truth is not None:
+        paths.append(folder / "errors_vs_radius.png")
+        plot_errors_vs_radius(paths[-1], net, truth, data, seed)
+    return paths
