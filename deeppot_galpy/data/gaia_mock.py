@@ -147,29 +147,9 @@ def sample_model(
         orbits = dist.sample(n=n)
     finally:
         np.random.set_state(state)  # noqa: NPY002
-    x = (
-        np.stack(
-            [
-                orbits.x(use_physical=False),
-                orbits.y(use_physical=False),
-                orbits.z(use_physical=False),
-            ],
-            axis=1,
-        )
-        * RO_KPC
-    )
-    v = (
-        np.stack(
-            [
-                orbits.vx(use_physical=False),
-                orbits.vy(use_physical=False),
-                orbits.vz(use_physical=False),
-            ],
-            axis=1,
-        )
-        * VO_KMS
-    )
-    return x, v, _truth_record(model, params)
+    x = np.stack([getattr(orbits, c)(use_physical=False) for c in ("x", "y", "z")], axis=1)
+    v = np.stack([getattr(orbits, c)(use_physical=False) for c in ("vx", "vy", "vz")], axis=1)
+    return x * RO_KPC, v * VO_KMS, _truth_record(model, params)
 
 
 def make_gaia_mock(
@@ -220,11 +200,12 @@ def make_gaia_mock(
         table[name] = values * units[name]
         if name in widths:
             table[f"{name}_error"] = np.full(n, widths[name]) * units[name]
+    # Keys of at most 8 characters, so FITS keeps them as plain header keywords.
     table.meta["truth"] = truth
     table.meta["frame"] = frame.to_dict()
     table.meta["errors"] = errors.to_dict() if errors else None
     table.meta["seed"] = int(seed)
-    table.meta["generator"] = "deeppot_galpy.data.gaia_mock.make_gaia_mock"
+    table.meta["creator"] = "deeppot_galpy.data.gaia_mock.make_gaia_mock"
     return table
 
 
