@@ -154,7 +154,7 @@ def read_catalog(
             f"reading {fmt} files needs {exc.name or 'an optional package'} "
             f"(pip install 'deeppot-galpy[io]'): {exc}"
         ) from exc
-    except Exception as exc:  # noqa: BLE001 - any reader failure is "unreadable" to the user
+    except Exception as exc:  # whatever the reader's failure, to the user the file is unreadable
         raise ValueError(f"cannot read {path} as {fmt}: {type(exc).__name__}: {exc}") from exc
     if columns is not None and fmt != "parquet":
         keep = [m for c in columns if (m := _match(table.colnames, c))]
@@ -332,7 +332,7 @@ def catalog_to_phasespace(
         if frame is None and source.frame.name == "galactocentric":
             frame = FrameParameters.from_frame(source.frame)
         frame = frame if frame is not None else FrameParameters()
-        x, v, sel, columns = _skycoord_rows(source, frame, cuts)
+        x, v, sel, columns = _skycoord_rows(source, frame)
         description, extra_meta = f"SkyCoord (frame {source.frame.name})", {}
     else:
         frame = frame if frame is not None else FrameParameters()
@@ -369,7 +369,7 @@ def catalog_to_phasespace(
     return PhaseSpace(x, v, Units.galactic(), meta), report
 
 
-def _skycoord_rows(coord: SkyCoord, frame: FrameParameters, cuts: QualityCuts):
+def _skycoord_rows(coord: SkyCoord, frame: FrameParameters):
     """Transform every row, then drop non-finite ones; returns kept x, v."""
     x, v = skycoord_to_galactocentric(coord, frame)
     sel = Selection(len(x))

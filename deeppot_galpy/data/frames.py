@@ -220,15 +220,10 @@ def galactocentric_to_observables(
 
     Units as in the module docstring (distance in kpc, so parallax [mas] = 1 / distance).
     """
-    gc = Galactocentric(
-        x=x[:, 0] * u.kpc,
-        y=x[:, 1] * u.kpc,
-        z=x[:, 2] * u.kpc,
-        v_x=v[:, 0] * KMS,
-        v_y=v[:, 1] * KMS,
-        v_z=v[:, 2] * KMS,
-        **_frame_attributes(frame),
+    rep = CartesianRepresentation(
+        x.T * u.kpc, differentials=CartesianDifferential(v.T * KMS), copy=False
     )
+    gc = frame.to_frame().realize_frame(rep)
     icrs = gc.transform_to(ICRS())
     return {
         "ra": icrs.ra.to_value(u.deg),
@@ -238,11 +233,6 @@ def galactocentric_to_observables(
         "pmdec": icrs.pm_dec.to_value(MASYR),
         "radial_velocity": icrs.radial_velocity.to_value(KMS),
     }
-
-
-def _frame_attributes(frame: FrameParameters) -> dict:
-    gc = frame.to_frame()
-    return {name: getattr(gc, name) for name in gc.frame_attributes}
 
 
 def skycoord_to_galactocentric(
