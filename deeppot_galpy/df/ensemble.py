@@ -207,7 +207,7 @@ class FlowEnsemble(nn.Module):
         grad = np.empty((len(eta), eta.shape[1]))
         for i in range(0, len(eta), batch_size):
             chunk = torch.as_tensor(
-                eta[i : i + batch_size], dtype=torch.float32, device=self.device
+                eta[i : i + batch_size], dtype=self.members[0].mean.dtype, device=self.device
             ).requires_grad_(True)
             lp = self.log_prob(chunk)
             (g,) = torch.autograd.grad(lp.sum(), chunk)

@@ -55,7 +55,8 @@ class FlowConfig:
 def _coupling_masks(dim: int, steps: int) -> list[Tensor]:
     """Alternate which half is transformed, so every axis gets a spline every two steps."""
     base = torch.arange(dim) % 2 == 1
-    return [base if k % 2 == 0 else ~base for k in range(steps)]
+    # distinct tensors per step: safetensors refuses buffers that share memory
+    return [base.clone() if k % 2 == 0 else ~base for k in range(steps)]
 
 
 class PhaseSpaceFlow(nn.Module):

@@ -1,0 +1,114 @@
+"""The stationarity residual and the potential fit, against the analytic Plummer sphere."""
+
+import numpy as np
+import pytest
+import torch
+
+from deeppot_galpy.compare import potential_metrics
+from deeppot_galpy.mocks import Plummer
+from deeppot_galpy.potential import (
+    CBEPoints,
+    PotentialTraining,
+    cbe_residual,
+    fit_potential,
+    stationarity_loss,
+)
+
+
+@pytest.fixture(scope="module")
+def plummer_points():
+    m = Plummer()
+    ps = m.sample(2**12, 5)
+    gx, gv = m.grad_log_df(ps.x, ps.v)
+    return m, ps, gx, gv
+
+
+def _t(a):
+    return torch.as_tensor(a, dtype=torch.float64)
+
+
+def test_residual_vanishes_for_true_potential(plummer_points):
+    m, ps, gx, gv = plummer_points
+    grad_phi = -m.acceleration(ps.x)
+    r = cbe_residual(_t(ps.v), _t(grad_phi), _t(gx), _t(gv)).numpy()
+    scale = np.abs(np.sum(ps.v * gx, axis=1))
+    assert np.max(np.abs(r)) < 1e-10 * max(1.0, scale.max())
+
+
+@pytest.mark.parametrize("factor", [0.8, 1.2])
+def test_residual_nonzero_for_wrong_potential(plummer_points, factor):
+    m, ps, gx, gv = plummer_points
+    r = cbe_residual(_t(ps.v), _t(-factor * m.acceleration(ps.x)), _t(gx), _t(gv)).numpy()
+    # (1 - factor) grad Phi . grad_v ln f: of the size of the residual's terms themselves
+    typical = np.median(np.abs(np.sum(ps.v * gx, axis=1)))
+    assert np.median(np.abs(r)) > 0.1 * abs(1 - factor) * typical
+
+
+def test_f_and_crossfit_forms_vanish_for_true_potential(plummer_points):
+    m, ps, gx, gv = plummer_points
+    args = (_t(ps.v), _t(-m.acceleration(ps.x)), _t(gx), _t(gv), 1.0)
+    f = torch.exp(_t(m.log_df(ps.x, ps.v)))
+    assert stationarity_loss("f", *args, f_scale=f).abs().max() < 1e-10
+    assert stationarity_loss("crossfit", *args, gx_b=_t(gx), gv_b=_t(gv)).abs().max() < 1e-10
+    with pytest.raises(ValueError, match="second"):
+        stationarity_loss("crossfit", *args)
+    with pytest.raises(ValueError, match="unknown loss"):
+        stationarity_loss("l2", *args)
+
+
+def test_fit_from_true_gradients_recovers_plummer(plummer_points):
+    m, ps, gx, gv = plummer_points
+    torch.set_num_threads(1)
+    points = CBEPoints(ps.x, ps.v, gx, gv, m.log_df(ps.x, ps.v))
+    net, hist = fit_potential(points, PotentialTraining(steps=400, batch_size=512), progress=False)
+    held = m.sample(4096, 77).x
+    res = potential_metrics(net, m, held, r_range=(0.1, 3.0))
+    assert res["force_err_median"] < 0.04
+    assert res["density_err_median"] < 0.15
+    assert hist["loss"][-1] < hist["loss"][0]
+
+
+def test_unbiased_loss_removes_attenuation_bias():
+    """Noisy grad_v ln f biases |a| low with the plain loss; the crossfit loss does not."""
+    torch.set_num_threads(1)
+    m = Plummer()
+    ps = m.sample(2**13, 8)
+    gx, gv = m.grad_log_df(ps.x, ps.v)
+    rng = np.random.default_rng(0)
+
+    def noisy(g):
+        return g * (1 + 0.3 * rng.normal(size=g.shape))
+
+    logf = m.log_df(ps.x, ps.v)
+    cfg = dict(steps=500, batch_size=1024)
+    plain, _ = fit_potential(
+        CBEPoints(ps.x, ps.v, gx, noisy(gv), logf), PotentialTraining(**cfg), progress=False
+    )
+    cross, _ = fit_potential(
+        CBEPoints(ps.x, ps.v, gx, noisy(gv), logf, gx_b=gx, gv_b=noisy(gv)),
+        PotentialTraining(loss="crossfit", **cfg),
+        progress=False,
+    )
+    held = m.sample(4096, 78).x
+    bias_plain = potential_metrics(plain, m, held, r_range=(0.1, 3.0))["force_bias_median"]
+    bias_cross = potential_metrics(cross, m, held, r_range=(0.1, 3.0))["force_bias_median"]
+    assert bias_plain < -0.03
+    assert abs(bias_cross) < 0.5 * abs(bias_plain)
+
+
+@pytest.mark.parametrize("activation", ["silu", "tanh", "softplus"])
+def test_forward_laplacian_matches_autograd(activation):
+    from deeppot_galpy.potential import PotentialConfig, PotentialNet
+
+    torch.manual_seed(0)
+    net = PotentialNet(
+        torch.tensor([0.3, -0.2, 0.1]), 2.0, 3.0, PotentialConfig(activation=activation)
+    ).double()
+    x = torch.randn(64, 3, dtype=torch.float64) * 3
+    phi, grad, lap = net.derivatives(x)
+    phi_ref, grad_ref, hess = net.hessian(x)
+    torch.testing.assert_close(phi, phi_ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(grad, grad_ref, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(
+        lap, torch.diagonal(hess, dim1=1, dim2=2).sum(-1), rtol=1e-10, atol=1e-12
+    )
