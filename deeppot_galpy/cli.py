@@ -15,7 +15,7 @@ __all__ = ["main"]
 # name -> (module providing add_arguments/run, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("deeppot_galpy.commands.demo", "run the paper's Plummer-sphere demonstration"),
-    # "fit": ("deeppot_galpy.commands.fit", "fit a potential to a star catalog"),
+    "fit": ("deeppot_galpy.commands.fit", "fit a potential to a star catalog"),
 }
 
 

@@ -27,7 +27,7 @@ from .phasespace import PhaseSpace
 from .potential import CBEPoints, PotentialTraining, fit_potential
 from .rundir import RunDir, software_versions
 
-__all__ = ["FitConfig", "PRESETS", "fit", "run_demo", "draw_cbe_points"]
+__all__ = ["FitConfig", "PRESETS", "draw_cbe_points", "fit", "fit_catalog", "run_demo"]
 
 
 @dataclass(frozen=True)
@@ -40,14 +40,16 @@ class FitConfig:
     flow_training: FlowTraining = FlowTraining()
     n_points: int = 2**15  # points drawn from the flows to fit the potential on
     potential: PotentialTraining = PotentialTraining()
-    crossfit: bool = False  # two ensembles on disjoint halves of the stars + the crossfit loss
     threads: int | None = 1  # torch intra-op threads; on a busy 2-core machine 1 beats 2
 
     def __post_init__(self) -> None:
         if self.crossfit and self.n_flows < 2:
-            raise ValueError("crossfit needs n_flows >= 2 (split between two ensembles)")
-        if self.crossfit != (self.potential.loss == "crossfit"):
-            raise ValueError("crossfit=True goes with potential.loss='crossfit' (and only then)")
+            raise ValueError("the crossfit loss needs n_flows >= 2 (split between two ensembles)")
+
+    @property
+    def crossfit(self) -> bool:
+        """Two ensembles on disjoint halves of the stars, for the crossfit loss."""
+        return self.potential.loss == "crossfit"
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -240,3 +242,34 @@ def run_demo(
     truth = get_mock(mock)
     data = truth.sample(config.n_stars, seed)
     return fit(data, out, config, seed, device, progress, truth=truth)
+
+
+def fit_catalog(
+    catalog,
+    out: str | Path,
+    config: FitConfig = PRESETS["default"],
+    seed: int = 0,
+    device: str = "cpu",
+    progress: bool = True,
+    frame: dict | None = None,
+    cuts: dict | None = None,
+    **catalog_options,
+) -> tuple[dict, object]:
+    """Cuts, flows and potential on a user's catalog (path, Table or SkyCoord).
+
+    ``frame`` and ``cuts`` are the ``[frame]`` / ``[cuts]`` config tables
+    (:class:`~deeppot_galpy.data.FrameParameters`, :class:`~deeppot_galpy.data.QualityCuts`).
+    The cut report is printed by the CLI and saved as ``cuts.json``; frame parameters travel
+    in the data's metadata into ``run.json``. Returns (metrics, cut report).
+    """
+    from .data import FrameParameters, QualityCuts, catalog_to_phasespace
+
+    data, report = catalog_to_phasespace(
+        catalog,
+        FrameParameters.from_dict(frame) if frame else None,
+        QualityCuts.from_dict(cuts) if cuts else None,
+        **catalog_options,
+    )
+    RunDir(out, create=True).write_json("cuts", report.to_dict())
+    metrics = fit(data, out, config, seed, device, progress)
+    return metrics, report

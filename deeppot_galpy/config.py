@@ -1,0 +1,152 @@
+"""One TOML configuration for every stage, validated up front.
+
+A config file starts from a preset and overrides any setting; CLI flags override the file::
+
+    preset = "default"         # test | default | paper (see deeppot_galpy.pipeline.PRESETS)
+    seed = 0
+    device = "cpu"
+
+    [fit]                      # FitConfig: n_stars, n_flows, n_points, threads
+    n_flows = 4
+    [flow]                     # FlowConfig: steps, bins, hidden, bound
+    [flow_training]            # FlowTraining: epochs, batch_size, lr, weight_decay, val_fraction,
+                               #   patience, time_budget_s, bootstrap
+    [potential]                # PotentialTraining: steps, batch_size, lr, lam, time_budget_s,
+                               #   loss (lnf | f | crossfit: two ensembles on halves of the stars)
+    [potential.network]        # PotentialConfig: hidden, activation
+    [frame]                    # data.FrameParameters (catalogs only)
+    [cuts]                     # data.QualityCuts (catalogs only)
+
+Unknown sections or keys, and values of the wrong type, are errors that name the offending
+key and list the allowed ones, before any work starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from .df import FlowConfig, FlowTraining
+from .pipeline import PRESETS, FitConfig
+from .potential import PotentialConfig, PotentialTraining
+
+__all__ = ["RunConfig", "load_config", "parse_config"]
+
+_TOP_LEVEL = {
+    "preset",
+    "seed",
+    "device",
+    "fit",
+    "flow",
+    "flow_training",
+    "potential",
+    "frame",
+    "cuts",
+}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A validated configuration: the fit, plus the catalog's frame and cuts (as dicts)."""
+
+    fit: FitConfig = PRESETS["default"]
+    seed: int = 0
+    device: str = "cpu"
+    frame: dict = field(default_factory=dict)
+    cuts: dict = field(default_factory=dict)
+
+
+def _check_type(section: str, key: str, value: Any, default: Any) -> Any:
+    """Coerce TOML values to the type of the default (lists -> tuples, ints -> floats)."""
+    if isinstance(default, tuple) and isinstance(value, list):
+        return tuple(value)
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if default is None or isinstance(value, type(default)):
+        if isinstance(default, int) and isinstance(value, bool) != isinstance(default, bool):
+            raise ValueError(f"[{section}] {key} = {value!r}: expected {type(default).__name__}")
+        return value
+    raise ValueError(
+        f"[{section}] {key} = {value!r}: expected {type(default).__name__}, "
+        f"got {type(value).__name__}"
+    )
+
+
+def _override(section: str, obj: Any, values: dict, nested: dict[str, str] | None = None) -> Any:
+    """A copy of dataclass ``obj`` with ``values`` applied, unknown keys and bad types refused."""
+    nested = nested or {}
+    allowed = {f.name for f in dataclasses.fields(obj)}
+    names = {nested.get(n, n) for n in allowed}
+    changes = {}
+    for key, value in values.items():
+        attr = {v: k for k, v in nested.items()}.get(key, key)
+        if attr not in allowed:
+            raise ValueError(f"unknown key {key!r} in [{section}]; allowed: {sorted(names)}")
+        current = getattr(obj, attr)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ValueError(f"[{section}.{key}] must be a table")
+            changes[attr] = _override(f"{section}.{key}", current, value)
+        else:
+            changes[attr] = _check_type(section, key, value, current)
+    try:
+        return replace(obj, **changes)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"invalid [{section}]: {exc}") from exc
+
+
+def parse_config(raw: dict) -> RunConfig:
+    """Validate a config dict (as read from TOML) into a :class:`RunConfig`."""
+    unknown = set(raw) - _TOP_LEVEL
+    if unknown:
+        raise ValueError(f"unknown config keys {sorted(unknown)}; allowed: {sorted(_TOP_LEVEL)}")
+    preset = raw.get("preset", "default")
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; use one of {sorted(PRESETS)}")
+    fit = PRESETS[preset]
+    changes: dict[str, Any] = {}
+    for section, attr in (("flow", "flow"), ("flow_training", "flow_training")):
+        if section in raw:
+            changes[attr] = _override(section, getattr(fit, attr), raw[section])
+    if "potential" in raw:
+        changes["potential"] = _override(
+            "potential", fit.potential, raw["potential"], nested={"config": "network"}
+        )
+    fit = replace(fit, **changes)
+    if "fit" in raw:
+        scalar = {f.name for f in dataclasses.fields(fit)} - {
+            "flow",
+            "flow_training",
+            "potential",
+        }
+        bad = set(raw["fit"]) - scalar
+        if bad:
+            raise ValueError(f"unknown key(s) {sorted(bad)} in [fit]; allowed: {sorted(scalar)}")
+        fit = _override("fit", fit, raw["fit"])
+    seed = _check_type("top level", "seed", raw.get("seed", 0), 0)
+    device = _check_type("top level", "device", raw.get("device", "cpu"), "cpu")
+    for section in ("frame", "cuts"):
+        if not isinstance(raw.get(section, {}), dict):
+            raise ValueError(f"[{section}] must be a table")
+    return RunConfig(fit, seed, device, dict(raw.get("frame", {})), dict(raw.get("cuts", {})))
+
+
+def load_config(path: str | Path | None) -> RunConfig:
+    """Read and validate a TOML config file (``None``: the defaults)."""
+    if path is None:
+        return RunConfig()
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path} is not valid TOML: {exc}") from exc
+    return parse_config(raw)
+
+
+# keep the config classes importable from here, for users writing configs in Python
+__all__ += ["FitConfig", "FlowConfig", "FlowTraining", "PotentialConfig", "PotentialTraining"]
