@@ -1,11 +1,19 @@
 """Stellar systems with known answers: exact samples plus the true Phi, forces, density, f."""
 
 from .base import MockSystem
+from .disk import MiyamotoNagaiDisk
+from .hernquist import HernquistOM
+from .nfw import NFW
 from .plummer import Plummer
 
-__all__ = ["MockSystem", "Plummer", "get_mock"]
+__all__ = ["MockSystem", "HernquistOM", "MiyamotoNagaiDisk", "NFW", "Plummer", "get_mock"]
 
-_REGISTRY: dict[str, type[MockSystem]] = {"plummer": Plummer}
+_REGISTRY: dict[str, type[MockSystem]] = {
+    "plummer": Plummer,
+    "hernquist_om": HernquistOM,
+    "nfw": NFW,
+    "mn_disk": MiyamotoNagaiDisk,
+}
 
 
 def get_mock(name: str, **params) -> MockSystem:
