@@ -50,6 +50,7 @@ class MiyamotoNagaiDisk(MockSystem):
     """
 
     name = "mn_disk"
+    r_range = (0.1, 2.0)
     solar_radius = 1.0
 
     def __init__(

@@ -65,6 +65,7 @@ class HernquistOM(MockSystem):
     """
 
     name = "hernquist_om"
+    r_range = (0.1, 10.0)  # 0.8% to 83% of the mass
 
     def __init__(self, ra: float = 1.0):
         if ra < 0.2021:

@@ -55,6 +55,7 @@ class NFW(MockSystem):
         if rmax <= 0.1:
             raise ValueError("rmax must be well outside the scale radius (a = 1)")
         self.rmax = float(rmax)
+        self.r_range = (0.1, 0.8 * self.rmax)  # scored inside the truncation's fall-off
         self._df = None
         self._lnf: CubicSpline | None = None
         self._accept: CubicSpline | None = None
