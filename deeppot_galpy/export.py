@@ -1,0 +1,356 @@
+r"""Export a learned potential to galpy potentials that integrate orbits in C.
+
+All three exports start from ONE batched evaluation of the network's potential and gradient on
+a spherical grid about the origin: radii :math:`r_i` (log-spaced), Gauss-Legendre nodes in
+:math:`\cos\theta` and uniform :math:`\phi`. Projecting onto real spherical harmonics,
+
+.. math::
+    \Phi(r,\theta,\phi) = \sum_{l,m} \left[\Phi^c_{lm}(r)\cos m\phi + \Phi^s_{lm}(r)\sin m\phi
+    \right] P_l^m(\cos\theta), \qquad
+    \Phi^c_{lm} = \frac{(2l+1)(2-\delta_{m0})}{4\pi}\frac{(l-m)!}{(l+m)!}
+    \oint \Phi\,P_l^m\cos m\phi\,d\Omega ,
+
+and likewise :math:`D_{lm}` for the radial derivative :math:`\partial_r\Phi = \hat r\cdot\nabla
+\Phi`, which autograd gives exactly. Then
+
+* ``interp_spherical``: galpy's ``interpSphericalPotential`` from the monopole force
+  :math:`-D_{00}(r)` (exact for a spherical network; cheapest).
+* ``multipole``: galpy's ``MultipoleExpansionPotential`` from the density multipoles, obtained
+  from the *force* multipoles by the radial Poisson equation,
+
+  .. math:: \rho_{lm} = \frac{1}{4\pi r^2}\left[\frac{d}{dr}\left(r^2 D_{lm}\right)
+            - l(l+1)\,\Phi_{lm}\right],
+
+  rather than by projecting the autograd Laplacian: galpy integrates :math:`r^{l+2}\rho_{lm}`
+  back, so the exported monopole force is :math:`D_{00}` itself up to spline error, while the
+  Laplacian of a network is its noisiest derivative. A harmonic part of :math:`\Phi_{lm}`
+  (:math:`\propto r^l`, sourced by mass outside the grid) has zero :math:`\rho_{lm}` and is left
+  out, as it should be for an expansion that assumes no mass beyond the data.
+* ``scf``: galpy's ``SCFPotential.from_multipole`` (Hernquist-Ostriker basis, scale ``a`` from
+  the half-mass radius of the monopole: :math:`r_{1/2} = (1+\sqrt2)\,a` for a Hernquist sphere).
+
+Every export is checked against the network on points inside the data region (log-uniform
+radius between ``r_min`` and ``r_max``, quasi-uniform directions): the report gives the median,
+90th percentile and maximum relative force error :math:`|\vec a_{exp} - \vec a_{net}| /
+|\vec a_{net}|`. ``method="auto"`` builds all three and keeps the most accurate (median error).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy.interpolate import InterpolatedUnivariateSpline, make_interp_spline
+from scipy.special import gammaln, lpmv, roots_legendre
+
+from .galpy_potential import DeepPotential
+
+__all__ = [
+    "EXPORT_METHODS",
+    "c_accelerations",
+    "ExportGrid",
+    "export_galpy",
+    "export_report",
+    "expansion",
+    "multipole_coefficients",
+]
+
+EXPORT_METHODS = ("auto", "interp_spherical", "multipole", "scf")
+
+
+@dataclass(frozen=True)
+class ExportGrid:
+    """Where the expansion is sampled: ``n_r`` radii log-spaced over [r_lo, r_hi] (natural
+    units; default from the data region), ``L`` harmonic degrees (l < L), angular nodes."""
+
+    L: int = 12
+    n_r: int = 301
+    r_lo: float | None = None
+    r_hi: float | None = None
+    n_costheta: int | None = None
+    n_phi: int | None = None
+
+    def radii(self, source: Any) -> np.ndarray:
+        r_hi = self.r_hi if self.r_hi is not None else source.natural_region()["r_max"]
+        # The centre holds stars (checked in export_galpy), so the network is trusted there.
+        r_lo = self.r_lo if self.r_lo is not None else 1e-3 * r_hi
+        return np.geomspace(r_lo, r_hi, self.n_r)
+
+    def angles(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(cos theta nodes, their Gauss-Legendre weights, phi nodes)."""
+        # More nodes than the 2L needed for exactness keeps the network's small-scale
+        # (l >= L) structure from aliasing into the kept multipoles.
+        n_ct = self.n_costheta or max(24, 2 * self.L + 4)
+        n_phi = self.n_phi or max(24, 2 * self.L + 4)
+        ct, w = roots_legendre(n_ct)
+        return ct, w, np.linspace(0.0, 2.0 * np.pi, n_phi, endpoint=False)
+
+
+def _legendre_table(L: int, ct: np.ndarray) -> np.ndarray:
+    """P_l^m(ct) (L, L, n) with the Condon-Shortley phase, as galpy uses; zero for m > l."""
+    table = np.zeros((L, L, len(ct)))
+    for l in range(L):
+        for m in range(l + 1):
+            table[l, m] = lpmv(m, l, ct)
+    return table
+
+
+def _projection_norm(L: int) -> np.ndarray:
+    """(2l+1)(2 - delta_m0)/(4 pi) (l-m)!/(l+m)! (L, L): the coefficient of
+    P_l^m cos(m phi) in an expansion is this times the integral of f P_l^m cos(m phi)."""
+    l, m = np.meshgrid(np.arange(L), np.arange(L), indexing="ij")
+    with np.errstate(invalid="ignore"):
+        norm = (2 * l + 1) / (4 * np.pi) * np.exp(gammaln(l - m + 1) - gammaln(l + m + 1))
+    norm = np.where(m <= l, norm * np.where(m == 0, 1.0, 2.0), 0.0)
+    return norm
+
+
+def multipole_coefficients(source: Any, grid: ExportGrid = ExportGrid()) -> dict:
+    r"""Multipoles of Phi and d Phi/dr on ``grid`` from one batched evaluation of ``source``.
+
+    ``source`` is a :class:`DeepPotential` or any object whose ``cartesian(x)`` gives
+    (Phi (N,), grad Phi (N, 3)) at natural-unit positions x (N, 3) (and, unless ``grid.r_hi``
+    is set, ``natural_region()``). Returns ``r`` (n_r,) and ``phi_cos``, ``phi_sin``,
+    ``dphi_cos``, ``dphi_sin`` of shape (L, L, n_r) (index [l, m]; zero for m > l).
+    """
+    r = grid.radii(source)
+    ct, w_ct, ph = grid.angles()
+    st = np.sqrt(1.0 - ct**2)
+    # (n_r, n_ct, n_phi, 3) unit vectors times radii, flattened into one network call
+    n_hat = np.stack(
+        [
+            st[:, None] * np.cos(ph)[None],
+            st[:, None] * np.sin(ph)[None],
+            np.broadcast_to(ct[:, None], (len(ct), len(ph))),
+        ],
+        axis=-1,
+    )
+    x = r[:, None, None, None] * n_hat[None]
+    phi, grad = source.cartesian(x.reshape(-1, 3))[:2]
+    shape = (len(r), len(ct), len(ph))
+    phi = phi.reshape(shape)
+    dphi_dr = np.einsum("abcj,bcj->abc", grad.reshape(shape + (3,)), n_hat)
+    P = _legendre_table(grid.L, ct)
+    m = np.arange(grid.L)
+    cos_m, sin_m = np.cos(np.outer(m, ph)), np.sin(np.outer(m, ph))
+    dphi = 2.0 * np.pi / len(ph)
+    norm = _projection_norm(grid.L)[..., None]
+    out = {"r": r}
+    for name, f in (("phi", phi), ("dphi", dphi_dr)):
+        for kind, trig in (("cos", cos_m), ("sin", sin_m)):
+            # integral over the sphere: sum_ct w_ct P_lm(ct) sum_phi f trig(m phi) dphi
+            azim = np.einsum("rtp,mp->rtm", f, trig) * dphi
+            out[f"{name}_{kind}"] = norm * np.einsum("t,lmt,rtm->lmr", w_ct, P, azim)
+    return out
+
+
+def _exterior_shell(r: np.ndarray, l: int, rho_edge: float, phi_edge: float, d_edge: float):
+    """Radii beyond the grid and a density there that reproduces the network's field from
+    outside the grid.
+
+    At the grid edge :math:`r_e` any multipole splits into an interior and an exterior part,
+    :math:`\\Phi_{lm} = Q r^{-(l+1)} + A r^l` with :math:`r D_{lm} = -(l+1) Q r^{-(l+1)} + l A r^l`,
+    so :math:`A r_e^l = (r_e D_{lm} + (l+1)\\Phi_{lm}) / (2l+1)`. galpy sets the density to zero
+    beyond its grid, which would drop :math:`A r^l`. Mass at :math:`r > r_e` only adds
+    :math:`-\frac{4\\pi}{2l+1} r^l \\int a^{1-l}\rho\\,da` inside, so the grid is extended to
+    :math:`2 r_e` with the edge density tapered to zero plus a bump scaled to give exactly A.
+    """
+    edge = r[-1]
+    n_ext = max(8, math.ceil(math.log(2.0) / math.log(r[-1] / r[-2])))  # the grid's spacing
+    u = np.arange(n_ext + 1) / n_ext  # ln(r / r_e) / ln 2: 0 at the edge, 1 at 2 r_e
+    grid = edge * 2.0**u
+    taper, bump = 0.5 * (1.0 + np.cos(np.pi * u)), np.sin(np.pi * u) ** 2
+    # the integral of a^(1-l) rho beyond the edge that gives A: -(2l+1) A / 4 pi
+    target = -(edge * d_edge + (l + 1) * phi_edge) / (4 * np.pi * edge**l)
+
+    def outer_integral(rho: np.ndarray) -> float:
+        return InterpolatedUnivariateSpline(grid, grid ** (1 - l) * rho, k=3).integral(
+            edge, grid[-1]
+        )
+
+    amplitude = (target - outer_integral(rho_edge * taper)) / outer_integral(bump)
+    return grid[1:], (rho_edge * taper + amplitude * bump)[1:]
+
+
+def _density_splines(coef: dict) -> tuple[list, list, np.ndarray]:
+    """galpy's rho_cos/rho_sin splines [l][m] from the force multipoles (radial Poisson), on
+    the grid extended by :func:`_exterior_shell`; returns them and that grid."""
+    r = coef["r"]
+    L = coef["phi_cos"].shape[0]
+    lnr = np.log(r)
+    splines: dict[str, list] = {"cos": [], "sin": []}
+    r_all = r
+    for kind in ("cos", "sin"):
+        for l in range(L):
+            row = []
+            for m in range(L):
+                phi, d = coef[f"phi_{kind}"][l, m], coef[f"dphi_{kind}"][l, m]
+                # d/dr (r^2 D) from a quintic spline in ln r, exact for smooth multipoles
+                dflux = make_interp_spline(lnr, r**2 * d, k=5).derivative()(lnr) / r
+                rho = (dflux - l * (l + 1) * phi) / (4 * np.pi * r**2)
+                r_ext, rho_ext = _exterior_shell(r, l, rho[-1], phi[-1], d[-1])
+                r_all = np.concatenate([r, r_ext])
+                row.append(InterpolatedUnivariateSpline(r_all, np.concatenate([rho, rho_ext]), k=3))
+            splines[kind].append(row)
+    return splines["cos"], splines["sin"], r_all
+
+
+def _match_units(exported, pot: DeepPotential):
+    """Give the export the source's ro, vo and physical-output switch (natural units agree)."""
+    exported.turn_physical_on(ro=pot._ro, vo=pot._vo)
+    if not (pot._roSet and pot._voSet):
+        exported.turn_physical_off()
+    return exported
+
+
+def _interp_spherical(coef: dict):
+    from galpy.potential import interpSphericalPotential
+
+    r = coef["r"]
+    fr = -coef["dphi_cos"][0, 0]
+    # galpy samples rforce at each rgrid node; interpolating the table there returns it exactly
+    return interpSphericalPotential(
+        rforce=lambda s: np.interp(s, r, fr), rgrid=r, Phi0=coef["phi_cos"][0, 0, 0]
+    )
+
+
+def _multipole(coef: dict):
+    from galpy.potential import MultipoleExpansionPotential
+
+    rho_cos, rho_sin, rgrid = _density_splines(coef)
+    return MultipoleExpansionPotential(
+        rho_cos_splines=rho_cos, rho_sin_splines=rho_sin, rgrid=rgrid
+    )
+
+
+def _half_mass_radius(coef: dict) -> float:
+    """r with half the monopole's enclosed mass M(<r) = -r^2 F_r(r) (G = 1) at the grid edge."""
+    r = coef["r"]
+    mass = r**2 * coef["dphi_cos"][0, 0]
+    mass = np.maximum.accumulate(np.clip(mass, 0.0, None))
+    return float(np.interp(0.5 * mass[-1], mass, r))
+
+
+def _scf(coef: dict, multipole: Any = None, n_radial: int = 30):
+    from galpy.potential import SCFPotential
+
+    a = _half_mass_radius(coef) / (1.0 + math.sqrt(2.0))
+    return SCFPotential.from_multipole(multipole or _multipole(coef), N=n_radial, a=a)
+
+
+def expansion(coef: dict, method: str, multipole: Any = None) -> Any:
+    """The galpy potential of ``method`` (``interp_spherical``, ``multipole``, ``scf``) built
+    from :func:`multipole_coefficients` output, in natural units with physical output off.
+    ``multipole``: an already built ``multipole`` export of the same coefficients, which the
+    SCF export is projected from (saves rebuilding it)."""
+    if method == "interp_spherical":
+        return _interp_spherical(coef)
+    if method == "multipole":
+        return _multipole(coef)
+    if method == "scf":
+        return _scf(coef, multipole)
+    raise ValueError(f"unknown expansion {method!r}; use one of {EXPORT_METHODS[1:]}")
+
+
+def _check_points(pot: DeepPotential, n: int, seed: int = 0) -> np.ndarray:
+    """n points inside the data region: log-uniform radius, Fibonacci-sphere directions."""
+    reg = pot.natural_region()
+    rng = np.random.default_rng(seed)
+    r = np.exp(
+        rng.uniform(math.log(max(reg["r_min"], 1e-3 * reg["r_max"])), math.log(reg["r_max"]), n)
+    )
+    k = np.arange(n) + 0.5
+    cos_t = 1.0 - 2.0 * k / n
+    az = np.pi * (1.0 + math.sqrt(5.0)) * k
+    s = np.sqrt(1.0 - cos_t**2)
+    u = np.stack([s * np.cos(az), s * np.sin(az), cos_t], axis=1)
+    return reg["center"] + r[:, None] * u
+
+
+def c_accelerations(exported: Any, x: np.ndarray) -> np.ndarray:
+    """Accelerations (N, 3) of a C-backed galpy potential at natural-unit positions x (N, 3),
+    evaluated by galpy's C code: one ``leapfrog_c`` step of length h from rest gives
+    v(h) = a h to O(h^2) relative, and galpy runs all N "orbits" in C at once. galpy's
+    Python evaluation of a multipole expansion costs ~5 ms per point; this ~1 us.
+    """
+    from galpy.orbit import Orbit
+    from galpy.util import galpyWarningVerbose
+    from galpy.util.conversion import get_physical
+
+    from .orbits import _galpy_vxvv
+
+    h = 1e-8
+    phys = get_physical(exported)
+    o = Orbit(_galpy_vxvv(x, np.zeros_like(x)), ro=phys["ro"], vo=phys["vo"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", galpyWarningVerbose)  # "using C": what we want
+        o.integrate(np.array([0.0, h]), exported, method="leapfrog_c", dt=h, progressbar=False)
+    kw = {"use_physical": False}
+    return np.stack([o.vx(h, **kw), o.vy(h, **kw), o.vz(h, **kw)], axis=-1).reshape(-1, 3) / h
+
+
+def export_report(exported: Any, pot: DeepPotential, n_check: int = 2000) -> dict:
+    """Force errors of ``exported`` (evaluated in C) against the network on points inside the
+    data region."""
+    x = _check_points(pot, n_check)
+    a_net = pot.acceleration(x)
+    err = np.linalg.norm(c_accelerations(exported, x) - a_net, axis=1) / np.linalg.norm(
+        a_net, axis=1
+    )
+    return {
+        "force_err_median": float(np.median(err)),
+        "force_err_p90": float(np.percentile(err, 90)),
+        "force_err_max": float(np.max(err)),
+        "n_check": int(n_check),
+    }
+
+
+def export_galpy(
+    pot: DeepPotential,
+    method: str = "auto",
+    grid: ExportGrid = ExportGrid(),
+    n_check: int = 2000,
+) -> tuple[Any, dict]:
+    """A C-backed galpy potential approximating ``pot``, and a report of its accuracy.
+
+    ``method``: ``interp_spherical``, ``multipole``, ``scf`` or ``auto`` (the most accurate of
+    the three on the check points). The report has ``method``, the force errors of the chosen
+    export (``force_err_median``/``_p90``/``_max``), ``candidates`` (each method's errors and
+    build seconds) and the grid used.
+    """
+    if method not in EXPORT_METHODS:
+        raise ValueError(f"unknown export method {method!r}; use one of {EXPORT_METHODS}")
+    reg = pot.natural_region()
+    if reg is None:
+        raise ValueError("the potential has no data region; cannot choose an export grid")
+    if np.linalg.norm(reg["center"]) > 0.25 * reg["r_max"]:
+        raise ValueError(
+            "exports expand about the origin, but the data are centred "
+            f"{np.linalg.norm(reg['center']):.3g} (natural units) away from it, beyond a quarter "
+            "of their extent: the network is not constrained at the expansion centre"
+        )
+    t0 = time.perf_counter()
+    coef = multipole_coefficients(pot, grid)
+    t_coef = time.perf_counter() - t0
+    names = list(EXPORT_METHODS[1:]) if method == "auto" else [method]
+    candidates, built = {}, {}
+    for name in names:
+        t0 = time.perf_counter()
+        built[name] = _match_units(expansion(coef, name, built.get("multipole")), pot)
+        seconds = time.perf_counter() - t0 + t_coef
+        if name == "scf" and "multipole" in candidates:
+            seconds += candidates["multipole"]["build_s"] - t_coef
+        candidates[name] = export_report(built[name], pot, n_check) | {"build_s": seconds}
+    best = min(candidates, key=lambda k: candidates[k]["force_err_median"])
+    report = {"method": best, **candidates[best], "candidates": candidates}
+    report["grid"] = {
+        "L": grid.L,
+        "r_lo": float(coef["r"][0]),
+        "r_hi": float(coef["r"][-1]),
+        "n_r": grid.n_r,
+    }
+    return built[best], report
