@@ -4,21 +4,27 @@ A config file starts from a preset and overrides any setting; CLI flags override
 
     preset = "default"         # test | default | paper (see deeppot_galpy.pipeline.PRESETS)
     seed = 0
-    device = "cpu"
+    device = "cpu"             # cpu | cuda | cuda:N
+    nproc = 1                  # processes sharing the fit (deeppot_galpy.distributed)
+    figures = true
 
-    [fit]                      # FitConfig: n_stars, n_flows, n_points, threads
+    [fit]                      # FitConfig: n_stars, n_flows, n_points, threads (0: torch's)
     n_flows = 4
     [flow]                     # FlowConfig: steps, bins, hidden, bound
     [flow_training]            # FlowTraining: epochs, batch_size, lr, weight_decay, val_fraction,
-                               #   patience, time_budget_s, bootstrap
+                               #   patience, time_budget_s (0: none), bootstrap
     [potential]                # PotentialTraining: steps, batch_size, lr, lam, time_budget_s,
                                #   loss (lnf | f | crossfit: two ensembles on halves of the stars)
     [potential.network]        # PotentialConfig: hidden, activation
+    [checkpoint]               # checkpoint.CheckpointPolicy: flow_epochs, potential_steps, seconds
     [frame]                    # data.FrameParameters (catalogs only)
     [cuts]                     # data.QualityCuts (catalogs only)
 
-Unknown sections or keys, and values of the wrong type, are errors that name the offending
-key and list the allowed ones, before any work starts.
+Unknown sections or keys, and values of the wrong type or out of range, are errors that name
+the offending key and list the allowed ones, before any work starts. Command-line flags
+override the file (:func:`parse_config`'s keyword arguments); the merged, validated tables are
+kept in :attr:`RunConfig.raw` so that a run directory can record exactly how it was configured
+and ``--resume`` can repeat it.
 """
 
 from __future__ import annotations
@@ -29,20 +35,25 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .checkpoint import CheckpointPolicy
+from .device import parse_device
 from .df import FlowConfig, FlowTraining
 from .pipeline import PRESETS, FitConfig
 from .potential import PotentialConfig, PotentialTraining
 
-__all__ = ["RunConfig", "load_config", "parse_config"]
+__all__ = ["RunConfig", "load_config", "parse_config", "read_toml"]
 
 _TOP_LEVEL = {
     "preset",
     "seed",
     "device",
+    "nproc",
+    "figures",
     "fit",
     "flow",
     "flow_training",
     "potential",
+    "checkpoint",
     "frame",
     "cuts",
 }
@@ -50,13 +61,17 @@ _TOP_LEVEL = {
 
 @dataclass(frozen=True)
 class RunConfig:
-    """A validated configuration: the fit, plus the catalog's frame and cuts (as dicts)."""
+    """A validated configuration: the fit, how to run it, and the catalog's frame and cuts."""
 
     fit: FitConfig = PRESETS["default"]
     seed: int = 0
     device: str = "cpu"
+    nproc: int = 1
+    figures: bool = True
+    checkpoint: CheckpointPolicy = CheckpointPolicy()
     frame: dict = field(default_factory=dict)
     cuts: dict = field(default_factory=dict)
+    raw: dict = field(default_factory=dict)  # the TOML tables it was parsed from
 
 
 def _check_type(section: str, key: str, value: Any, default: Any) -> Any:
@@ -98,8 +113,26 @@ def _override(section: str, obj: Any, values: dict, nested: dict[str, str] | Non
         raise ValueError(f"invalid [{section}]: {exc}") from exc
 
 
-def parse_config(raw: dict) -> RunConfig:
-    """Validate a config dict (as read from TOML) into a :class:`RunConfig`."""
+def _merge(raw: dict, overrides: dict) -> dict:
+    """``raw`` with the overrides that are set (not None), tables merged key by key."""
+    out = dict(raw)
+    for key, value in overrides.items():
+        if isinstance(value, dict):
+            table = {k: v for k, v in value.items() if v is not None}
+            if table:
+                out[key] = {**out.get(key, {}), **table}
+        elif value is not None:
+            out[key] = value
+    return out
+
+
+def parse_config(raw: dict, **overrides: Any) -> RunConfig:
+    """Validate a config dict (as read from TOML) into a :class:`RunConfig`.
+
+    ``overrides`` (e.g. from command-line flags) replace top-level keys, or keys of a table
+    when given as a dict (``fit={"n_flows": 8}``); None values are ignored.
+    """
+    raw = _merge(raw, overrides)
     unknown = set(raw) - _TOP_LEVEL
     if unknown:
         raise ValueError(f"unknown config keys {sorted(unknown)}; allowed: {sorted(_TOP_LEVEL)}")
@@ -126,27 +159,57 @@ def parse_config(raw: dict) -> RunConfig:
         if bad:
             raise ValueError(f"unknown key(s) {sorted(bad)} in [fit]; allowed: {sorted(scalar)}")
         fit = _override("fit", fit, raw["fit"])
+    checkpoint = CheckpointPolicy()
+    if "checkpoint" in raw:
+        checkpoint = _override("checkpoint", checkpoint, raw["checkpoint"])
     seed = _check_type("top level", "seed", raw.get("seed", 0), 0)
+    nproc = _check_type("top level", "nproc", raw.get("nproc", 1), 1)
+    figures = _check_type("top level", "figures", raw.get("figures", True), True)
     device = _check_type("top level", "device", raw.get("device", "cpu"), "cpu")
+    if seed < 0 or nproc < 1:
+        raise ValueError(f"seed must be >= 0 and nproc >= 1 (got seed = {seed}, nproc = {nproc})")
+    try:
+        parse_device(device)
+    except ValueError as exc:
+        raise ValueError(f"device = {device!r}: {exc}") from exc
     for section in ("frame", "cuts"):
         if not isinstance(raw.get(section, {}), dict):
             raise ValueError(f"[{section}] must be a table")
-    return RunConfig(fit, seed, device, dict(raw.get("frame", {})), dict(raw.get("cuts", {})))
+    return RunConfig(
+        fit,
+        seed,
+        device,
+        nproc,
+        figures,
+        checkpoint,
+        dict(raw.get("frame", {})),
+        dict(raw.get("cuts", {})),
+        raw,
+    )
 
 
-def load_config(path: str | Path | None) -> RunConfig:
-    """Read and validate a TOML config file (``None``: the defaults)."""
-    if path is None:
-        return RunConfig()
+def read_toml(path: str | Path) -> dict:
+    """The tables of a TOML config file, not yet validated."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"config file {path} does not exist")
     try:
-        raw = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{path} is not valid TOML: {exc}") from exc
-    return parse_config(raw)
+
+
+def load_config(path: str | Path | None, **overrides: Any) -> RunConfig:
+    """Read and validate a TOML config file (``None``: the defaults), then ``overrides``."""
+    return parse_config(read_toml(path) if path is not None else {}, **overrides)
 
 
 # keep the config classes importable from here, for users writing configs in Python
-__all__ += ["FitConfig", "FlowConfig", "FlowTraining", "PotentialConfig", "PotentialTraining"]
+__all__ += [
+    "CheckpointPolicy",
+    "FitConfig",
+    "FlowConfig",
+    "FlowTraining",
+    "PotentialConfig",
+    "PotentialTraining",
+]

@@ -8,6 +8,7 @@ Layout (``deeppot demo`` and ``deeppot fit`` write the same)::
       flows.safetensors     flow-ensemble weights       + flows.json     (architecture, hash)
       potential.safetensors potential-network weights   + potential.json (scales, units, region)
       figures/*.png
+      checkpoints/          while a fit runs: resumable training states (see checkpoint.py)
 
 Weights are stored with ``safetensors`` (no code execution on load); each ``NAME.json`` records
 the architecture and the SHA-256 of its weights file, so a corrupt, truncated or mismatched
@@ -29,7 +30,14 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-__all__ = ["ModelFileError", "RunDir", "atomic_write_bytes", "software_versions"]
+__all__ = [
+    "ModelFileError",
+    "RunDir",
+    "atomic_write_bytes",
+    "read_tensors",
+    "software_versions",
+    "write_tensors",
+]
 
 FORMAT_VERSION = 1
 
@@ -56,6 +64,30 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def write_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor]) -> str:
+    """Save ``tensors`` to a safetensors file atomically; returns the file's SHA-256."""
+    blob = st_save({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
+    atomic_write_bytes(path, blob)
+    return hashlib.sha256(blob).hexdigest()
+
+
+def read_tensors(path: str | os.PathLike, sha256: str, recorded_in: str) -> dict[str, torch.Tensor]:
+    """Load a safetensors file after checking it against the hash recorded in ``recorded_in``."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelFileError(f"{path} is missing")
+    blob = path.read_bytes()
+    if hashlib.sha256(blob).hexdigest() != sha256:
+        raise ModelFileError(
+            f"{path} does not match the hash recorded in {recorded_in}: the file is "
+            "corrupt, truncated, or from another run"
+        )
+    try:
+        return st_load(blob)
+    except SafetensorError as exc:
+        raise ModelFileError(f"{path} is not a valid safetensors file: {exc}") from exc
 
 
 def software_versions() -> dict[str, str]:
@@ -114,13 +146,11 @@ class RunDir:
 
     def save_module(self, name: str, module: torch.nn.Module, metadata: dict) -> None:
         """Weights to NAME.safetensors, then metadata (with the weights' hash) to NAME.json."""
-        state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-        blob = st_save(state)
-        atomic_write_bytes(self.path / f"{name}.safetensors", blob)
+        digest = write_tensors(self.path / f"{name}.safetensors", module.state_dict())
         record = {
             "format_version": FORMAT_VERSION,
             "kind": name,
-            "sha256": hashlib.sha256(blob).hexdigest(),
+            "sha256": digest,
             "metadata": metadata,
         }
         self.write_json(name, record)
@@ -138,18 +168,7 @@ class RunDir:
         """Load NAME.safetensors into ``module`` after checking it against NAME.json."""
         record = self.read_json(name)
         wpath = self.path / f"{name}.safetensors"
-        if not wpath.exists():
-            raise ModelFileError(f"{wpath} is missing")
-        blob = wpath.read_bytes()
-        if hashlib.sha256(blob).hexdigest() != record.get("sha256"):
-            raise ModelFileError(
-                f"{wpath} does not match the hash recorded in {name}.json: the weights file is "
-                "corrupt, truncated, or from another run"
-            )
-        try:
-            state = st_load(blob)
-        except SafetensorError as exc:
-            raise ModelFileError(f"{wpath} is not a valid safetensors file: {exc}") from exc
+        state = read_tensors(wpath, record.get("sha256"), f"{name}.json")
         try:
             module.load_state_dict(state, strict=True)
         except RuntimeError as exc:

@@ -1,7 +1,8 @@
 """Run the paper's demonstration: a Plummer sphere (or another mock) through the whole pipeline.
 
 Writes RUN_DIR/metrics.json, the flows and potential (safetensors + JSON) and figures; prints
-the headline errors against the true potential.
+the headline errors against the true potential. ``--nproc N`` shares the fit among N
+processes; an interrupted demo continues with ``deeppot demo --resume RUN_DIR``.
 """
 
 from __future__ import annotations
@@ -9,25 +10,45 @@ from __future__ import annotations
 import argparse
 import json
 
+from .. import distributed
+from ..config import RunConfig
 from ..mocks import available_mocks
 from ..pipeline import PRESETS, run_demo
+from .options import add_run_options, bad_files_reported, run_config
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", required=True, help="run directory to write")
-    p.add_argument("--size", default="default", choices=sorted(PRESETS), help="preset sizes")
-    p.add_argument("--mock", default="plummer", choices=available_mocks(), help="system")
-    p.add_argument("--seed", type=int, default=0, help="random seed (data, flows, potential)")
-    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:N")
+    add_run_options(p)
+    p.add_argument("--size", choices=sorted(PRESETS), help="preset sizes (default: default)")
+    p.add_argument("--mock", choices=available_mocks(), help="system (default: plummer)")
     p.add_argument("--n-flows", type=int, help="ensemble size (overrides the preset)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def run(args: argparse.Namespace) -> int:
-    overrides = {"n_flows": args.n_flows} if args.n_flows else {}
-    metrics = run_demo(
-        args.out, args.size, args.seed, args.device, not args.quiet, args.mock, **overrides
+    cfg, out, recorded = run_config(args, "demo", preset=args.size, fit={"n_flows": args.n_flows})
+    inputs = {"mock": args.mock or recorded.get("mock", "plummer")}
+    distributed.launch(
+        cfg.nproc, _demo, cfg, str(out), inputs, args.resume is not None, not args.quiet
     )
+    return 0
+
+
+def _demo(cfg: RunConfig, out: str, inputs: dict, resume: bool, progress: bool) -> None:
+    with bad_files_reported():
+        metrics = run_demo(
+            out,
+            seed=cfg.seed,
+            device=cfg.device,
+            progress=progress,
+            mock=inputs["mock"],
+            config=cfg.fit,
+            figures=cfg.figures,
+            resume=resume,
+            checkpoints=cfg.checkpoint,
+            invocation={"command": "demo", "inputs": inputs, "config": cfg.raw},
+        )
+    if not distributed.is_main_process():
+        return
     pot = metrics["potential"]
     print(
         json.dumps(
@@ -41,5 +62,4 @@ def run(args: argparse.Namespace) -> int:
             indent=2,
         )
     )
-    print(f"run directory: {args.out} (metrics.json, figures/)")
-    return 0
+    print(f"run directory: {out} (metrics.json, figures/)")

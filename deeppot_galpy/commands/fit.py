@@ -4,53 +4,75 @@ CATALOG is a file astropy can read (ECSV, FITS, CSV, Parquet, HDF5) with Gaia ar
 (ra, dec, parallax, pmra, pmdec, radial_velocity), or ra/dec/distance, or Galactocentric
 x, y, z, v_x, v_y, v_z. The cut report is printed and saved in RUN_DIR/cuts.json. Load the
 result with ``DeepPotential.load(RUN_DIR)``.
+
+For catalogs too large to hold in memory (10^7 stars and up), CATALOG may be an (N, 6) ``.npy``
+array of Galactocentric x, y, z [kpc], v_x, v_y, v_z [km/s]: it is memory-mapped and used as
+is (no cuts). ``--nproc N`` (or torchrun) shares the fit among N processes; an interrupted fit
+continues with ``deeppot fit --resume RUN_DIR``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import replace
+import os
+from pathlib import Path
 
-from ..config import load_config
-from ..pipeline import fit_catalog
+from .. import distributed
+from ..config import RunConfig
+from ..pipeline import PRESETS, fit_catalog
+from .options import add_run_options, bad_files_reported, run_config
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("catalog", help="catalog file")
-    p.add_argument("--out", required=True, help="run directory to write")
-    p.add_argument("--config", help="TOML config (see deeppot_galpy.config)")
-    p.add_argument("--seed", type=int, help="random seed (overrides the config)")
-    p.add_argument("--device", help="torch device: cpu, cuda, cuda:N (overrides the config)")
-    p.add_argument("--preset", choices=["test", "default", "paper"], help="override the preset")
+    p.add_argument("catalog", nargs="?", help="catalog file (with --resume: the run's own)")
+    add_run_options(p)
+    p.add_argument("--preset", choices=sorted(PRESETS), help="override the config's preset")
     p.add_argument(
         "--assume-gaia-units",
         action="store_true",
+        default=None,
         help="take Gaia archive units for Gaia-named columns without units (e.g. CSV)",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config)
-    if args.preset:
-        from ..pipeline import PRESETS
-
-        cfg = replace(cfg, fit=PRESETS[args.preset])
-    seed = cfg.seed if args.seed is None else args.seed
-    device = args.device or cfg.device
-    metrics, report = fit_catalog(
-        args.catalog,
-        args.out,
-        cfg.fit,
-        seed,
-        device,
-        not args.quiet,
-        frame=cfg.frame,
-        cuts=cfg.cuts,
-        assume_gaia_units=args.assume_gaia_units,
+    cfg, out, recorded = run_config(args, "fit", preset=args.preset)
+    catalog = args.catalog or recorded.get("catalog")
+    if catalog is None:
+        raise ValueError("give the CATALOG to fit")
+    inputs = {
+        "catalog": os.path.abspath(catalog),
+        "assume_gaia_units": bool(
+            args.assume_gaia_units
+            if args.assume_gaia_units is not None
+            else recorded.get("assume_gaia_units")
+        ),
+    }
+    distributed.launch(
+        cfg.nproc, _fit, cfg, str(out), inputs, args.resume is not None, not args.quiet
     )
-    print(report)
-    print(json.dumps({"n_stars": metrics["n_stars"], "timing": metrics["timing"]}, indent=2))
-    print(f"run directory: {args.out}  (load with DeepPotential.load({args.out!r}))")
     return 0
+
+
+def _fit(cfg: RunConfig, out: str, inputs: dict, resume: bool, progress: bool) -> None:
+    with bad_files_reported():
+        metrics, report = fit_catalog(
+            inputs["catalog"],
+            out,
+            cfg.fit,
+            cfg.seed,
+            cfg.device,
+            progress,
+            frame=cfg.frame,
+            cuts=cfg.cuts,
+            figures=cfg.figures,
+            resume=resume,
+            checkpoints=cfg.checkpoint,
+            invocation={"command": "fit", "inputs": inputs, "config": cfg.raw},
+            assume_gaia_units=inputs["assume_gaia_units"],
+        )
+    if distributed.is_main_process():
+        print(report if report is not None else "no cuts: a .npy array is used as it is")
+        print(json.dumps({"n_stars": metrics["n_stars"], "timing": metrics["timing"]}, indent=2))
+        print(f"run directory: {out}  (load with DeepPotential.load({str(Path(out))!r}))")

@@ -9,6 +9,12 @@ which averages out the members' independent fitting noise (Green & Ting 2020, Se
 Each member maximises the likelihood of the stars (their eq. 2) with Adam, a cosine learning-rate
 decay, a held-out validation split and early stopping on it; an optional wall-clock budget per
 member ends the decay early instead of cutting it off.
+
+Large catalogs: the stars may be an (N, 6) array memory-mapped from disk
+(``np.load(path, mmap_mode="r")``). Training then gathers each batch's rows from the map and
+converts only those to torch (:class:`StarBatches`), so 10^7 stars train without a copy of
+the catalog in memory. Training can be checkpointed every few epochs and resumed exactly
+(:mod:`deeppot_galpy.checkpoint`).
 """
 
 from __future__ import annotations
@@ -23,10 +29,12 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ..checkpoint import Checkpoint, restore_training_state, training_state
+from ..device import map_batches
 from ..phasespace import PhaseSpace, Standardization
 from .flows import FlowConfig, PhaseSpaceFlow
 
-__all__ = ["FlowEnsemble", "FlowTraining", "train_flow"]
+__all__ = ["FlowEnsemble", "FlowTraining", "StarBatches", "split_rows", "train_flow"]
 
 
 @dataclass(frozen=True)
@@ -42,8 +50,53 @@ class FlowTraining:
     time_budget_s: float | None = None  # per member; None = no limit
     bootstrap: bool = False  # each member sees a bootstrap resample of the training stars
 
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.patience < 1:
+            raise ValueError(
+                f"flow training needs epochs, batch_size and patience >= 1 (got {self.epochs}, "
+                f"{self.batch_size}, {self.patience})"
+            )
+        if not self.lr > 0 or self.weight_decay < 0:
+            raise ValueError(
+                f"flow training needs lr > 0 and weight_decay >= 0 (got {self.lr}, "
+                f"{self.weight_decay})"
+            )
+        if not 0 < self.val_fraction < 1:
+            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        budget = self.time_budget_s
+        if budget is not None and not (isinstance(budget, int | float) and budget >= 0):
+            raise ValueError(f"time_budget_s must be >= 0 (0: no limit), got {self.time_budget_s}")
+
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def split_rows(rows: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rest, held-out fraction) of ``rows``: the same split as :meth:`PhaseSpace.split`."""
+    perm = np.random.default_rng(seed).permutation(len(rows))
+    n_held = max(1, int(round(fraction * len(rows))))
+    return rows[perm[n_held:]], rows[perm[:n_held]]
+
+
+class StarBatches:
+    """Rows ``rows`` of an (N, 6) array, read and converted to torch one batch at a time.
+
+    ``batches[idx]`` (idx a CPU index tensor into ``rows``) is a float32 tensor on ``device``,
+    equal to indexing a tensor of all the rows, so training gives the same flow either way.
+    """
+
+    def __init__(self, eta: np.ndarray, rows: np.ndarray, device: str | torch.device):
+        self.eta = eta
+        self.rows = rows
+        self.device = torch.device(device)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, idx: Tensor) -> Tensor:
+        return torch.as_tensor(
+            self.eta[self.rows[idx.numpy()]], dtype=torch.float32, device=self.device
+        )
 
 
 def _schedule(step: int, total: int, t0: float, budget: float | None) -> float:
@@ -56,16 +109,19 @@ def _schedule(step: int, total: int, t0: float, budget: float | None) -> float:
 
 def train_flow(
     flow: PhaseSpaceFlow,
-    train: Tensor,
+    train: Tensor | StarBatches,
     val: Tensor,
     cfg: FlowTraining,
     seed: int,
     progress: bool = True,
     desc: str = "flow",
+    checkpoint: Checkpoint | None = None,
 ) -> dict:
     """Fit one flow to ``train`` (N, 6) by maximum likelihood; returns its training history.
 
     The returned flow holds the weights of the epoch with the best validation log-likelihood.
+    With a ``checkpoint``, training starts from its saved state (a finished flow is just
+    loaded), saves its state when :meth:`Checkpoint.due` says so, and marks it done at the end.
     """
     gen = torch.Generator(device="cpu").manual_seed(seed)
     opt = torch.optim.Adam(flow.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -73,12 +129,37 @@ def train_flow(
     per_epoch = max(1, n // cfg.batch_size)
     total = cfg.epochs * per_epoch
     best, best_state, since_best = math.inf, None, 0
-    history: dict[str, list] = {"epoch": [], "train_nll": [], "val_nll": []}
-    t0, step = time.perf_counter(), 0
-    bar = tqdm(range(cfg.epochs), desc=desc, disable=not progress, leave=False)
+    history: dict = {"epoch": [], "train_nll": [], "val_nll": []}
+    first_epoch, step, elapsed = 0, 0, 0.0
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is not None:
+        best_state = restore_training_state(*saved, flow, opt, gen)
+        state = saved[1]
+        if state["done"]:
+            return state["history"]
+        first_epoch, step, elapsed = state["epoch"], state["step"], state["elapsed"]
+        best, since_best, history = state["best"], state["since_best"], state["history"]
+
+    def save(done: bool, next_epoch: int) -> None:
+        tensors, state = training_state(flow, opt, gen, None if done else best_state)
+        state.update(
+            done=done,
+            epoch=next_epoch,
+            step=step,
+            best=best,
+            since_best=since_best,
+            history=history,
+            elapsed=time.perf_counter() - t0,
+        )
+        checkpoint.save(tensors, state)
+
+    t0 = time.perf_counter() - elapsed
+    bar = tqdm(range(first_epoch, cfg.epochs), desc=desc, disable=not progress, leave=False)
     for epoch in bar:
         flow.train()
-        perm = torch.randperm(n, generator=gen).to(train.device)
+        perm = torch.randperm(n, generator=gen)
+        if isinstance(train, Tensor):
+            perm = perm.to(train.device)
         running = 0.0
         for b in range(per_epoch):
             frac = _schedule(step, total, t0, cfg.time_budget_s)
@@ -104,10 +185,14 @@ def train_flow(
             since_best += 1
         if since_best >= cfg.patience or _schedule(step, total, t0, cfg.time_budget_s) >= 1.0:
             break
+        if checkpoint is not None and checkpoint.due(epoch + 1):
+            save(done=False, next_epoch=epoch + 1)
     if best_state is not None:
         flow.load_state_dict(best_state)
     history["best_val_nll"] = best
     history["seconds"] = time.perf_counter() - t0
+    if checkpoint is not None:
+        save(done=True, next_epoch=cfg.epochs)
     return history
 
 
@@ -155,31 +240,51 @@ class FlowEnsemble(nn.Module):
 
     def fit(
         self,
-        data: PhaseSpace,
+        data: PhaseSpace | np.ndarray,
         cfg: FlowTraining = FlowTraining(),
         seed: int = 0,
         progress: bool = True,
         members: list[int] | None = None,
         on_member_done: Callable[[int, dict], None] | None = None,
+        rows: np.ndarray | None = None,
+        checkpoints: Callable[[int], Checkpoint] | None = None,
     ) -> list[dict]:
         """Train the members (all, or those listed) on ``data``; one history per member.
 
         Member k is initialised and shuffled from seed ``seed + k``, so results do not depend
         on which members are trained together (or on which process).
+
+        ``data`` is a PhaseSpace or an (N, 6) array of (x, v); ``rows`` restricts training to
+        those rows of it. A memory-mapped array is read batch by batch (:class:`StarBatches`);
+        other data are copied to the device once. ``checkpoints(k)`` is member k's
+        :class:`~deeppot_galpy.checkpoint.Checkpoint`: training resumes from it, and a member
+        it records as finished is loaded, not retrained.
         """
-        train_ps, val_ps = data.split(cfg.val_fraction, seed)
+        eta = data.eta if isinstance(data, PhaseSpace) else data
+        rows = np.arange(len(eta)) if rows is None else np.asarray(rows)
+        train_rows, val_rows = split_rows(rows, cfg.val_fraction, seed)
         dev = self.device
-        val = torch.as_tensor(val_ps.eta, dtype=torch.float32, device=dev)
+        val = torch.as_tensor(eta[val_rows], dtype=torch.float32, device=dev)
         histories = []
         for k in members if members is not None else range(self.k):
             torch.manual_seed(seed + k)
             self.members[k].load_state_dict(self._fresh_state(k, seed))
-            eta = train_ps.eta
+            idx = train_rows
             if cfg.bootstrap:
-                eta = eta[np.random.default_rng(seed + k).integers(0, len(eta), len(eta))]
-            train = torch.as_tensor(eta, dtype=torch.float32, device=dev)
+                idx = idx[np.random.default_rng(seed + k).integers(0, len(idx), len(idx))]
+            if isinstance(eta, np.memmap):
+                train = StarBatches(eta, idx, dev)
+            else:
+                train = torch.as_tensor(eta[idx], dtype=torch.float32, device=dev)
             hist = train_flow(
-                self.members[k], train, val, cfg, seed + k, progress, f"flow {k + 1}/{self.k}"
+                self.members[k],
+                train,
+                val,
+                cfg,
+                seed + k,
+                progress,
+                f"flow {k + 1}/{self.k}",
+                checkpoints(k) if checkpoints is not None else None,
             )
             histories.append(hist)
             if on_member_done is not None:
@@ -201,18 +306,24 @@ class FlowEnsemble(nn.Module):
     def log_prob_and_grad(
         self, eta: np.ndarray, batch_size: int = 16384
     ) -> tuple[np.ndarray, np.ndarray]:
-        """ln f and grad_eta ln f (N, 6) in the model's units, computed in batches."""
+        """ln f and grad_eta ln f (N, 6) in the model's units.
+
+        Computed in batches of ``batch_size``, halved whenever the device runs out of memory.
+        """
         self.eval()
         logf = np.empty(len(eta))
         grad = np.empty((len(eta), eta.shape[1]))
-        for i in range(0, len(eta), batch_size):
-            chunk = torch.as_tensor(
-                eta[i : i + batch_size], dtype=self.members[0].mean.dtype, device=self.device
-            ).requires_grad_(True)
+        dtype = self.members[0].mean.dtype
+
+        def evaluate(rows: slice) -> None:
+            chunk = torch.as_tensor(eta[rows], dtype=dtype, device=self.device)
+            chunk.requires_grad_(True)
             lp = self.log_prob(chunk)
             (g,) = torch.autograd.grad(lp.sum(), chunk)
-            logf[i : i + batch_size] = lp.detach().cpu().double().numpy()
-            grad[i : i + batch_size] = g.cpu().double().numpy()
+            logf[rows] = lp.detach().cpu().double().numpy()
+            grad[rows] = g.cpu().double().numpy()
+
+        map_batches(evaluate, len(eta), batch_size)
         return logf, grad
 
     @torch.no_grad()

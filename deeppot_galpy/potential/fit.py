@@ -5,6 +5,12 @@ precomputed there (:class:`CBEPoints`); the potential network is then trained wi
 cosine learning-rate decay on the loss of :mod:`deeppot_galpy.potential.cbe`. Force and
 Laplacian come from one forward-Laplacian pass (:meth:`PotentialNet.derivatives`), so the
 positivity penalty is evaluated on every point for ~2.5x the cost of the force alone.
+
+Training can be checkpointed every few hundred steps and resumed exactly
+(:mod:`deeppot_galpy.checkpoint`), and runs data-parallel in a distributed job
+(:mod:`deeppot_galpy.distributed`): every rank draws the same batch indices and takes a
+disjoint share of them, and DistributedDataParallel averages the gradients, so N processes
+follow the single-process optimisation up to floating-point summation order.
 """
 
 from __future__ import annotations
@@ -15,8 +21,13 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from .. import distributed
+from ..checkpoint import Checkpoint, restore_training_state, training_state
 from .cbe import LOSSES, negative_density_penalty, stationarity_loss
 from .network import PotentialConfig, PotentialNet
 
@@ -75,6 +86,18 @@ class PotentialTraining:
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise ValueError(f"unknown loss {self.loss!r}; use one of {LOSSES}")
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError(
+                f"potential training needs steps and batch_size >= 1 (got {self.steps}, "
+                f"{self.batch_size})"
+            )
+        if not self.lr > 0 or not self.lam >= 0:
+            raise ValueError(
+                f"potential training needs lr > 0 and lam >= 0 (got {self.lr}, {self.lam})"
+            )
+        budget = self.time_budget_s
+        if budget is not None and not (isinstance(budget, int | float) and budget >= 0):
+            raise ValueError(f"time_budget_s must be >= 0 (0: no limit), got {self.time_budget_s}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -92,14 +115,36 @@ def _scales(points: CBEPoints) -> tuple[np.ndarray, float, float]:
     return center, length, sigma
 
 
+class _Derivatives(nn.Module):
+    """(Phi, grad Phi, lap Phi) as a forward pass, the call DistributedDataParallel wraps.
+
+    Phi itself is returned detached: the loss uses only its derivatives, so the output bias
+    never gets a gradient, and DDP must not wait for one.
+    """
+
+    def __init__(self, net: PotentialNet):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        phi, grad_phi, lap = self.net.derivatives(x)
+        return phi.detach(), grad_phi, lap
+
+
 def fit_potential(
     points: CBEPoints,
     cfg: PotentialTraining = PotentialTraining(),
     seed: int = 0,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    checkpoint: Checkpoint | None = None,
 ) -> tuple[PotentialNet, dict]:
-    """Train a :class:`PotentialNet` on ``points``; returns it (in eval mode) and its history."""
+    """Train a :class:`PotentialNet` on ``points``; returns it (in eval mode) and its history.
+
+    With a ``checkpoint``, training starts from its saved state (a finished fit is just
+    loaded) and saves its state when :meth:`Checkpoint.due` says so. In a distributed job
+    every rank calls this with the same points; rank 0 alone writes the checkpoint.
+    """
     if cfg.loss == "crossfit" and not points.has_second_estimate:
         raise ValueError("loss='crossfit' needs points with a second gradient estimate")
     torch.manual_seed(seed)
@@ -112,43 +157,88 @@ def fit_potential(
 
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     gen = torch.Generator(device="cpu").manual_seed(seed)
-    history: dict[str, list] = {"step": [], "loss": [], "penalty": []}
-    t0 = time.perf_counter()
-    bar = tqdm(range(cfg.steps), desc="potential", disable=not progress, leave=False)
-    running = np.zeros(2)
+    history: dict = {"step": [], "loss": [], "penalty": []}
+    first_step, elapsed, running = 0, 0.0, np.zeros(2)
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is not None:
+        restore_training_state(*saved, net, opt, gen)
+        state = saved[1]
+        history = state["history"]
+        if state["done"]:
+            return net.eval(), history
+        first_step, elapsed, running = state["step"], state["elapsed"], np.array(state["running"])
+
+    job = distributed.current()
+    derivatives = net.derivatives
+    if job.world > 1:
+        derivatives = DistributedDataParallel(
+            _Derivatives(net),
+            device_ids=[net.center.device] if net.center.device.type == "cuda" else None,
+            static_graph=True,  # the same parameters (all but the output bias) every step
+        )
+    # each rank's loss is its share's sum over the whole batch size, times the number of ranks
+    # because DDP averages gradients: together, the mean over the configured batch
+    weight = job.world / cfg.batch_size
+
+    def save(done: bool, next_step: int) -> None:
+        tensors, state = training_state(net, opt, gen)
+        state.update(
+            done=done,
+            step=next_step,
+            elapsed=time.perf_counter() - t0,
+            running=running.tolist(),
+            history=history,
+        )
+        checkpoint.save(tensors, state)
+
+    t0 = time.perf_counter() - elapsed
+    bar = tqdm(range(first_step, cfg.steps), desc="potential", disable=not progress, leave=False)
     for step in bar:
         frac = step / cfg.steps
         if cfg.time_budget_s:
             frac = max(frac, (time.perf_counter() - t0) / cfg.time_budget_s)
+            # ranks must agree on when to stop, or the others wait forever in a collective
+            frac = distributed.broadcast_json(frac)
             if frac >= 1.0:
                 break
         for group in opt.param_groups:
             group["lr"] = cfg.lr * 0.5 * (1.0 + math.cos(math.pi * frac))
-        idx = torch.randint(0, len(points), (cfg.batch_size,), generator=gen).to(device)
-        _, grad_phi, lap = net.derivatives(t["x"][idx])
-        term = stationarity_loss(
-            cfg.loss,
-            t["v"][idx],
-            grad_phi,
-            t["gx"][idx],
-            t["gv"][idx],
-            time_scale,
-            f_scale=None if f_scale is None else f_scale[idx],
-            gx_b=t["gx_b"][idx] if "gx_b" in t else None,
-            gv_b=t["gv_b"][idx] if "gv_b" in t else None,
-        ).mean()
-        penalty = negative_density_penalty(lap, lap_scale).mean()
+        idx = torch.randint(0, len(points), (cfg.batch_size,), generator=gen)
+        idx = idx.tensor_split(job.world)[job.rank].to(device)
+        _, grad_phi, lap = derivatives(t["x"][idx])
+        term = (
+            stationarity_loss(
+                cfg.loss,
+                t["v"][idx],
+                grad_phi,
+                t["gx"][idx],
+                t["gv"][idx],
+                time_scale,
+                f_scale=None if f_scale is None else f_scale[idx],
+                gx_b=t["gx_b"][idx] if "gx_b" in t else None,
+                gv_b=t["gv_b"][idx] if "gv_b" in t else None,
+            ).sum()
+            * weight
+        )
+        penalty = negative_density_penalty(lap, lap_scale).sum() * weight
         loss = term + cfg.lam * penalty
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        running += [term.item(), penalty.item()]
+        terms = torch.stack([term.detach(), penalty.detach()])
+        if job.world > 1:
+            dist.all_reduce(terms)  # the whole batch's values, equal on every rank
+            terms /= job.world
+        running += terms.tolist()
         if (step + 1) % 100 == 0:
             history["step"].append(step + 1)
             history["loss"].append(running[0] / 100)
             history["penalty"].append(running[1] / 100)
             bar.set_postfix(loss=f"{running[0] / 100:.4f}")
             running[:] = 0
+        if checkpoint is not None and job.is_main and checkpoint.due(step + 1):
+            save(done=False, next_step=step + 1)
     history["seconds"] = time.perf_counter() - t0
-    net.eval()
-    return net, history
+    if checkpoint is not None and job.is_main:
+        save(done=True, next_step=cfg.steps)
+    return net.eval(), history

@@ -1,0 +1,87 @@
+"""Options of the commands that run a fit (``demo``, ``fit``): config, overrides, resume, processes.
+
+A run directory records how it was started (the merged config tables and the command's
+inputs, in ``run.json``'s ``invocation``), so ``--resume RUN_DIR`` needs nothing else. Flags
+given together with ``--resume`` still apply: ``--device``, ``--nproc`` and ``--quiet`` change
+only how the rest is computed; anything that changes the result (``--seed``, a different
+``--config``, other data) makes the pipeline refuse to resume, saying what differs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ..config import RunConfig, parse_config, read_toml
+from ..rundir import ModelFileError, RunDir
+
+__all__ = ["add_run_options", "bad_files_reported", "run_config"]
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", help="run directory to write")
+    p.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue the interrupted run in RUN_DIR from its last checkpoints",
+    )
+    p.add_argument("--config", help="TOML config (see deeppot_galpy.config)")
+    p.add_argument("--seed", type=int, help="random seed (overrides the config)")
+    p.add_argument("--device", help="torch device: cpu, cuda, cuda:N (overrides the config)")
+    p.add_argument(
+        "--nproc",
+        type=int,
+        help="processes sharing the fit (torch.distributed: gloo on CPU, nccl on CUDA); "
+        "or launch with torchrun --nproc-per-node N -m deeppot_galpy ...",
+    )
+    p.add_argument("--no-figures", action="store_true", help="skip the figures")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def run_config(
+    args: argparse.Namespace, command: str, **overrides: Any
+) -> tuple[RunConfig, Path, dict]:
+    """(validated config, run directory, the inputs recorded by the run being resumed or {}).
+
+    The config is ``--config`` (or, resuming without one, the run's recorded tables) with
+    ``overrides`` and the common flags applied on top.
+    """
+    recorded: dict = {}
+    if args.resume:
+        if args.out and Path(args.out).resolve() != Path(args.resume).resolve():
+            raise ValueError("give the run directory once: --resume RUN_DIR (without --out)")
+        out = Path(args.resume)
+        invocation = RunDir(out).read_json("run").get("invocation") or {}
+        if invocation.get("command") != command:
+            raise ValueError(
+                f"{out} was not started by `deeppot {command}`; resume it with the command "
+                "that started it"
+            )
+        recorded = invocation["inputs"]
+        raw = read_toml(args.config) if args.config else invocation["config"]
+    elif not args.out:
+        raise ValueError("give --out RUN_DIR for a new run, or --resume RUN_DIR")
+    else:
+        out = Path(args.out)
+        raw = read_toml(args.config) if args.config else {}
+    cfg = parse_config(
+        raw,
+        seed=args.seed,
+        device=args.device,
+        nproc=args.nproc,
+        figures=False if args.no_figures else None,
+        **overrides,
+    )
+    return cfg, out, recorded
+
+
+@contextmanager
+def bad_files_reported() -> Iterator[None]:
+    """Report a corrupt run directory or checkpoint as a user error (one line, no traceback)."""
+    try:
+        yield
+    except ModelFileError as exc:
+        raise ValueError(str(exc)) from exc
