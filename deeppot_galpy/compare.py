@@ -224,9 +224,15 @@ class CallableField:
 def as_field(obj: Any, G: float = 1.0) -> Field:
     """Wrap a PotentialNet, galpy Potential (or list), ``agama.Potential``, mock, Field-like
     object or Python callable Phi(x) (see :class:`CallableField`) as a Field."""
+    import torch
+
     from .potential import PotentialNet
 
     if isinstance(obj, PotentialNet):
+        # PotentialNet.evaluate works in float32; a float64 copy (DeepPotential.network) goes
+        # through autograd in its own precision
+        if obj.center.dtype == torch.float64:
+            return CallableField(obj, autograd=True, G=G)
         return _NetworkField(obj, G)
     if all(hasattr(obj, m) for m in ("potential", "acceleration", "density")):
         return obj

@@ -1,5 +1,7 @@
 """compare: zero error against itself, the known error of a scaled field, every reference kind."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -93,6 +95,13 @@ def test_network_field_matches_autograd_callable(x):
     e = field_errors(net, CallableField(net), x[:300])
     assert np.max(e["force"]) < 1e-5
     assert np.median(e["density"]) < 1e-4
+
+
+def test_float64_network_is_a_field(x):
+    torch.manual_seed(0)
+    net = PotentialNet(torch.zeros(3), 1.0, 1.0, PotentialConfig(hidden=(32, 32)))
+    e = field_errors(copy.deepcopy(net).double(), net, x[:300])
+    assert np.max(e["force"]) < 1e-5 and np.median(e["density"]) < 1e-4
 
 
 def test_unknown_reference_raises():

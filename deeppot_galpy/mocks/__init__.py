@@ -1,5 +1,7 @@
 """Stellar systems with known answers: exact samples plus the true Phi, forces, density, f."""
 
+from importlib.util import find_spec
+
 from .base import MockSystem
 from .disk import MiyamotoNagaiDisk
 from .hernquist import HernquistOM
@@ -14,6 +16,10 @@ _REGISTRY: dict[str, type[MockSystem]] = {
     "nfw": NFW,
     "mn_disk": MiyamotoNagaiDisk,
 }
+if find_spec("agama") is not None:  # the optional Agama disk, listed only where it can run
+    from ..agama import AgamaDiskMock
+
+    _REGISTRY[AgamaDiskMock.name] = AgamaDiskMock
 
 
 def get_mock(name: str, **params) -> MockSystem:
