@@ -74,12 +74,20 @@ class RunConfig:
     raw: dict = field(default_factory=dict)  # the TOML tables it was parsed from
 
 
-def _check_type(section: str, key: str, value: Any, default: Any) -> Any:
-    """Coerce TOML values to the type of the default (lists -> tuples, ints -> floats)."""
+def _check_type(section: str, key: str, value: Any, default: Any, annotation: str = "") -> Any:
+    """Coerce TOML values to the type of the default (lists -> tuples, ints -> floats).
+
+    ``annotation`` is the field's declared type: a ``float | None`` field takes any number,
+    also when its current value is None or was written as an int.
+    """
     if isinstance(default, tuple) and isinstance(value, list):
         return tuple(value)
-    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+    if isinstance(default, float) or "float" in str(annotation):
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        raise ValueError(
+            f"[{section}] {key} = {value!r}: expected a number, got {type(value).__name__}"
+        )
     if default is None or isinstance(value, type(default)):
         if isinstance(default, int) and isinstance(value, bool) != isinstance(default, bool):
             raise ValueError(f"[{section}] {key} = {value!r}: expected {type(default).__name__}")
@@ -93,7 +101,8 @@ def _check_type(section: str, key: str, value: Any, default: Any) -> Any:
 def _override(section: str, obj: Any, values: dict, nested: dict[str, str] | None = None) -> Any:
     """A copy of dataclass ``obj`` with ``values`` applied, unknown keys and bad types refused."""
     nested = nested or {}
-    allowed = {f.name for f in dataclasses.fields(obj)}
+    types = {f.name: f.type for f in dataclasses.fields(obj)}
+    allowed = set(types)
     names = {nested.get(n, n) for n in allowed}
     changes = {}
     for key, value in values.items():
@@ -106,7 +115,7 @@ def _override(section: str, obj: Any, values: dict, nested: dict[str, str] | Non
                 raise ValueError(f"[{section}.{key}] must be a table")
             changes[attr] = _override(f"{section}.{key}", current, value)
         else:
-            changes[attr] = _check_type(section, key, value, current)
+            changes[attr] = _check_type(section, key, value, current, types[attr])
     try:
         return replace(obj, **changes)
     except (TypeError, ValueError) as exc:
@@ -175,6 +184,14 @@ def parse_config(raw: dict, **overrides: Any) -> RunConfig:
     for section in ("frame", "cuts"):
         if not isinstance(raw.get(section, {}), dict):
             raise ValueError(f"[{section}] must be a table")
+    if raw.get("frame") or raw.get("cuts"):
+        from .data import FrameParameters, QualityCuts  # astropy: only when there is a catalog
+
+        for section, cls in (("frame", FrameParameters), ("cuts", QualityCuts)):
+            try:
+                cls.from_dict(raw.get(section, {}))
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"invalid [{section}]: {exc}") from exc
     return RunConfig(
         fit,
         seed,
