@@ -127,8 +127,8 @@ def integrate_batched(
     t: np.ndarray,
     method: str = "yoshida4",
     substeps: int = 1,
-    rtol: float = 1e-10,
-    atol: float = 1e-12,
+    rtol: float = 1e-8,
+    atol: float = 1e-10,
 ) -> OrbitSet:
     """Integrate all orbits (x0, v0: (N, 3), natural units) together, output at times ``t``.
 
