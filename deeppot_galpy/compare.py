@@ -159,6 +159,7 @@ class CallableField:
     ):
         self.fn, self.G, self.length_scale = fn, float(G), float(length_scale)
         self.autograd = self._detect(fn) if autograd is None else bool(autograd)
+        self._cache: tuple[np.ndarray, tuple] | None = None  # last autograd input and outputs
 
     @staticmethod
     def _detect(fn: Any) -> bool:
@@ -174,8 +175,11 @@ class CallableField:
         return isinstance(out, torch.Tensor) and out.requires_grad
 
     def _torch(self, x: np.ndarray, order: int) -> tuple[np.ndarray, ...]:
+        """(Phi, grad Phi[, lap Phi]) by autograd; reuses the last call's on the same x."""
         import torch
 
+        if self._cache is not None and self._cache[0] is x and len(self._cache[1]) > order:
+            return self._cache[1]
         dtype = torch.float64
         if isinstance(self.fn, torch.nn.Module):
             dtype = next(self.fn.parameters(), torch.zeros((), dtype=dtype)).dtype
@@ -188,7 +192,8 @@ class CallableField:
                 torch.autograd.grad(g[:, i].sum(), xt, retain_graph=True)[0][:, i] for i in range(3)
             )
             out.append(lap.detach().double().numpy())
-        return tuple(out)
+        self._cache = (x, tuple(out))
+        return self._cache[1]
 
     def _step(self, x: np.ndarray) -> np.ndarray:
         return 1e-4 * np.maximum(np.linalg.norm(x, axis=1), self.length_scale)
