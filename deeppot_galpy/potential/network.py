@@ -180,10 +180,10 @@ class PotentialNet(nn.Module):
         self, x: np.ndarray, laplacian: bool = True, batch_size: int = 8192
     ) -> dict[str, np.ndarray]:
         """Phi, acceleration -grad Phi and (optionally) lap Phi at x (N, 3), as float64 numpy."""
-        dev = self.center.device
+        dev, dtype = self.center.device, self.center.dtype
         out: dict[str, list] = {"phi": [], "acc": [], "lap": []}
         for i in range(0, len(x), batch_size):
-            xb = torch.as_tensor(x[i : i + batch_size], dtype=torch.float32, device=dev)
+            xb = torch.as_tensor(x[i : i + batch_size], dtype=dtype, device=dev)
             if laplacian:
                 phi, g, hess = self.hessian(xb)
                 out["lap"].append(torch.diagonal(hess, dim1=1, dim2=2).sum(-1))
