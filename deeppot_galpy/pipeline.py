@@ -194,12 +194,17 @@ def draw_cbe_points(
     Points outside the stars' region (beyond ``r_max`` of its centre) are dropped: the flows
     extrapolate there and their gradients do not constrain the potential. With two ensembles,
     the second's gradients become the independent estimate for the crossfit loss.
+
+    In a distributed job rank 0 draws the points and shares them (so every rank has the same
+    points whatever its device's RNG does), then each rank evaluates a shard of the gradients.
     """
     shares = np.full(len(ensembles), n // len(ensembles))
     shares[0] += n - shares.sum()
-    eta = np.concatenate(
-        [e.sample(int(s), seed + i) for i, (e, s) in enumerate(zip(ensembles, shares, strict=True))]
-    )
+    eta = np.empty((0, 6))
+    if distributed.current().is_main:
+        pairs = enumerate(zip(ensembles, shares, strict=True))
+        eta = np.concatenate([e.sample(int(s), seed + i) for i, (e, s) in pairs])
+    eta = distributed.all_gather_rows(eta)
     d = np.linalg.norm(eta[:, :3] - np.asarray(region["center"]), axis=1)
     keep = d <= region["r_max"]
     eta = eta[keep]

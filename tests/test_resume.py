@@ -9,7 +9,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -292,16 +291,3 @@ def test_cli_resume_errors_are_one_line(tmp_path, capsys):
     (out / "checkpoints" / "potential.json").write_text("{")
     assert main(["demo", "--quiet", "--resume", str(out)]) == 2
     assert "potential.json is not valid JSON" in capsys.readouterr().err
-
-
-def test_star_arrays_from_memory_maps_train_like_phase_space(tmp_path):
-    ps = Plummer().sample(2048, 0)
-    np.save(tmp_path / "stars.npy", ps.eta.astype(np.float32))
-    eta = np.load(tmp_path / "stars.npy", mmap_mode="r")
-    assert isinstance(eta, np.memmap)
-    cfg = FlowTraining(epochs=2, batch_size=256, bootstrap=True)
-    ref = FlowEnsemble(ps.standardization(), k=2, config=SMALL)
-    ref.fit(ps.from_eta(np.asarray(eta, np.float64)), cfg, 0, False)
-    streamed = FlowEnsemble(ps.standardization(), k=2, config=SMALL)
-    streamed.fit(eta, cfg, 0, False)
-    _same_weights(streamed, ref)

@@ -160,9 +160,11 @@ def train_flow(
         perm = torch.randperm(n, generator=gen)
         if isinstance(train, Tensor):
             perm = perm.to(train.device)
-        running = 0.0
+        running, batches = 0.0, 0
         for b in range(per_epoch):
             frac = _schedule(step, total, t0, cfg.time_budget_s)
+            if frac >= 1.0:  # the time budget ran out mid-epoch (an epoch of 10^7 stars is long)
+                break
             for group in opt.param_groups:
                 group["lr"] = cfg.lr * 0.5 * (1.0 + math.cos(math.pi * frac))
             batch = train[perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]]
@@ -173,9 +175,10 @@ def train_flow(
             opt.step()
             running += loss.item()
             step += 1
+            batches += 1
         val_nll = _mean_nll(flow, val)
         history["epoch"].append(epoch)
-        history["train_nll"].append(running / per_epoch)
+        history["train_nll"].append(running / max(batches, 1))
         history["val_nll"].append(val_nll)
         bar.set_postfix(val_nll=f"{val_nll:.4f}")
         if val_nll < best - 1e-4:
