@@ -163,11 +163,13 @@ def integrate_galpy(
     t: np.ndarray,
     method: str = "dop853_c",
     numcores: int = 1,
+    **integrate_kwargs: Any,
 ) -> OrbitSet:
     """Integrate with ``galpy.orbit.Orbit`` in potential ``pot`` (natural units throughout).
 
     For a Python potential (DeepPotential) galpy uses its Python integrators, one orbit at a
     time; ``*_c`` methods need a C-backed potential (the exports, galpy's analytic ones).
+    ``integrate_kwargs`` go to ``Orbit.integrate`` (e.g. ``dt`` for a fixed-step C method).
     """
     from galpy.orbit import Orbit
     from galpy.util.conversion import get_physical
@@ -175,7 +177,7 @@ def integrate_galpy(
     phys = get_physical(pot)
     o = Orbit(_galpy_vxvv(np.atleast_2d(x0), np.atleast_2d(v0)), ro=phys["ro"], vo=phys["vo"])
     t = np.asarray(t, float)
-    o.integrate(t, pot, method=method, numcores=numcores, progressbar=False)
+    o.integrate(t, pot, method=method, numcores=numcores, progressbar=False, **integrate_kwargs)
     kw = {"use_physical": False}
     x = np.stack([o.x(t, **kw), o.y(t, **kw), o.z(t, **kw)], axis=-1)
     v = np.stack([o.vx(t, **kw), o.vy(t, **kw), o.vz(t, **kw)], axis=-1)
