@@ -23,9 +23,12 @@ and likewise :math:`D_{lm}` for the radial derivative :math:`\partial_r\Phi = \h
 
   rather than by projecting the autograd Laplacian: galpy integrates :math:`r^{l+2}\rho_{lm}`
   back, so the exported monopole force is :math:`D_{00}` itself up to spline error, while the
-  Laplacian of a network is its noisiest derivative. A harmonic part of :math:`\Phi_{lm}`
-  (:math:`\propto r^l`, sourced by mass outside the grid) has zero :math:`\rho_{lm}` and is left
-  out, as it should be for an expansion that assumes no mass beyond the data.
+  Laplacian of a network is its noisiest derivative. The part of :math:`\Phi_{lm}` sourced
+  outside the grid (:math:`\propto r^l`, no :math:`\rho_{lm}` inside) is kept by a density
+  shell just beyond the grid (:func:`_exterior_shell`): without it a multipole of the network
+  is *less* faithful than its monopole, because a network's outer structure and its tidal
+  field inside largely cancel. Beyond the data region the export, like the network, is not
+  constrained by stars.
 * ``scf``: galpy's ``SCFPotential.from_multipole`` (Hernquist-Ostriker basis, scale ``a`` from
   the half-mass radius of the monopole: :math:`r_{1/2} = (1+\sqrt2)\,a` for a Hernquist sphere).
 
