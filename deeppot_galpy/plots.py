@@ -5,20 +5,20 @@
 * ``potential.png``: learned vs true Phi at random stars; Phi and density in the z = 0 slice
   (paper Fig. 3).
 * ``errors_vs_radius.png``: force and density errors, and |a|/|a_true|, against radius.
+
+Figures are built as plain :class:`matplotlib.figure.Figure` objects, not through pyplot, so
+writing them neither needs nor changes a display backend (notebooks keep their inline plots).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.colors import LogNorm
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.colors import LogNorm  # noqa: E402
-
-from .compare import field_errors  # noqa: E402
+from .compare import field_errors
 
 __all__ = ["run_figures", "plot_df_rv", "plot_potential", "plot_errors_vs_radius"]
 
@@ -74,7 +74,8 @@ def plot_df_rv(path, ensemble, data, truth=None, seed: int = 0) -> None:
         edges = (np.append(r - dr / 2, r[-1] + dr / 2), np.append(v - dv / 2, v[-1] + dv / 2))
         ref = np.histogram2d(rr, vv, bins=edges)[0] / (len(rr) * dr * dv)
         ref_name = "stars (histogram)"
-    fig, ax = plt.subplots(1, 3, figsize=(14, 4.2), constrained_layout=True)
+    fig = Figure(figsize=(14, 4.2), layout="constrained")
+    ax = fig.subplots(1, 3)
     ext = (r[0], r[-1], v[0], v[-1])
     vmax = max(ref.max(), model.max())
     norm = LogNorm(vmin=vmax * 1e-3, vmax=vmax)
@@ -93,7 +94,6 @@ def plot_df_rv(path, ensemble, data, truth=None, seed: int = 0) -> None:
         a.set_xlabel("r" + ul)
         a.set_ylabel("v" + uv)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def _has_df(truth) -> bool:
@@ -117,8 +117,10 @@ def plot_potential(path, net, data, truth=None, seed: int = 0, extent: float | N
     X, Y = np.meshgrid(g, g, indexing="xy")
     grid = np.stack([X.ravel(), Y.ravel(), np.zeros(X.size)], 1) + center
     phi_m, rho_m = model.potential(grid), model.density(grid)
-    fig, ax = plt.subplots(1, 3, figsize=(15, 4.5), constrained_layout=True)
-    idx = np.random.default_rng(seed).choice(len(data), min(2000, len(data)), replace=False)
+    fig = Figure(figsize=(15, 4.5), layout="constrained")
+    ax = fig.subplots(1, 3)
+    near = np.flatnonzero(np.linalg.norm(data.x - center, axis=1) <= extent)
+    idx = np.random.default_rng(seed).choice(near, min(2000, len(near)), replace=False)
     xs = data.x[idx]
     if truth is not None:
         pm, pt = model.potential(xs), truth.potential(xs)
@@ -133,7 +135,7 @@ def plot_potential(path, net, data, truth=None, seed: int = 0, extent: float | N
         ax[0].hist(model.potential(xs), bins=60)
         ax[0].set_xlabel("learned $\\Phi$ at the stars" + up)
         ax[0].set_ylabel("stars")
-    ax[0].set_title("potential at random stars")
+    ax[0].set_title(f"potential at random stars within {extent:.3g} of the centre")
     cs = ax[1].contour(X, Y, phi_m.reshape(X.shape), levels=12, cmap="viridis")
     ax[1].clabel(cs, fontsize=7)
     if truth is not None:
@@ -150,7 +152,11 @@ def plot_potential(path, net, data, truth=None, seed: int = 0, extent: float | N
     ax[1].set_title("$\\Phi$ in z = 0 (solid: learned" + (", dashed: true)" if truth else ")"))
     pos = np.where(rho_m > 0, rho_m, np.nan).reshape(X.shape)
     im = ax[2].imshow(
-        pos, origin="lower", extent=(-extent, extent, -extent, extent), norm=LogNorm(), cmap="magma"
+        pos,
+        origin="lower",
+        extent=(-extent, extent, -extent, extent),
+        norm=LogNorm(vmin=np.nanmax(pos) * 1e-4, vmax=np.nanmax(pos)),
+        cmap="magma",
     )
     fig.colorbar(im, ax=ax[2], label="learned $\\rho$" + ud)
     if truth is not None:
@@ -168,7 +174,6 @@ def plot_potential(path, net, data, truth=None, seed: int = 0, extent: float | N
         a.set_xlabel("x - x$_c$" + ul)
         a.set_ylabel("y - y$_c$" + ul)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def plot_errors_vs_radius(path, net, truth, data, seed: int = 0) -> None:
@@ -182,7 +187,8 @@ def plot_errors_vs_radius(path, net, truth, data, seed: int = 0) -> None:
     edges = np.geomspace(r.min(), r.max(), 15)
     mid = np.sqrt(edges[1:] * edges[:-1])
     idx = np.digitize(r, edges) - 1
-    fig, ax = plt.subplots(1, 3, figsize=(15, 4.2), constrained_layout=True)
+    fig = Figure(figsize=(15, 4.2), layout="constrained")
+    ax = fig.subplots(1, 3)
     for a, key, label in (
         (ax[0], "force", "|a - a$_{true}$| / |a$_{true}$|"),
         (ax[1], "density", "|$\\rho - \\rho_{true}$| / $\\rho_{true}$"),
@@ -207,7 +213,6 @@ def plot_errors_vs_radius(path, net, truth, data, seed: int = 0) -> None:
     ax[1].set_title("density error")
     ax[2].set_title("force ratio (bias)")
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def run_figures(folder, net, ensemble, data, truth, seed: int = 0) -> list[Path]:
