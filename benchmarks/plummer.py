@@ -43,6 +43,12 @@ VARIANTS: dict[str, tuple[dict | None, dict]] = {
         {"n_flows": 2, "split": "halves", "train": {"epochs": 40}},
         {"loss": "crossfit"},
     ),
+    "ens4_e20": ({"n_flows": 4, "split": "same", "train": {"epochs": 20}}, {}),
+    "ens1_e80": ({"n_flows": 1, "split": "same", "train": {"epochs": 80}}, {}),
+    "ens2_bins16": (
+        {"n_flows": 2, "split": "same", "flow": {"bins": 16}, "train": {"epochs": 40}},
+        {},
+    ),
 }
 
 
