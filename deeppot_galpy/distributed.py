@@ -23,12 +23,12 @@ metrics) travels as JSON bytes in uint8 tensors, never as pickles.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import socket
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,8 +44,8 @@ __all__ = [
     "broadcast_state",
     "current",
     "is_main_process",
+    "join",
     "launch",
-    "process_group",
 ]
 
 
@@ -91,16 +91,15 @@ def _env_world() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-@contextmanager
-def process_group(device: str) -> Iterator[str]:
-    """Join the process group described by the environment (torchrun's variables).
+def join(device: str) -> str:
+    """Join the job described by the environment (torchrun's variables); this rank's device.
 
-    Yields the device this rank should use. A no-op, yielding ``device``, for a single process
-    or when a group already exists (its creator tears it down).
+    A no-op returning ``device`` for a single process. The process group is created once per
+    process and destroyed at exit, so several fits in one process share it: creating a new
+    group on the same port right after destroying one races with the old group's store.
     """
-    if _env_world() <= 1 or dist.is_initialized():
-        yield device
-        return
+    if _env_world() <= 1:
+        return device
     dev = torch.device(device)
     if dev.type == "cuda":
         if dev.index is not None:
@@ -110,11 +109,10 @@ def process_group(device: str) -> Iterator[str]:
             )
         dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(dev)
-    dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
-    try:
-        yield str(dev)
-    finally:
-        dist.destroy_process_group()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+        atexit.register(dist.destroy_process_group)
+    return str(dev)
 
 
 def _comm_device() -> torch.device:
@@ -205,7 +203,7 @@ def launch(nproc: int, fn: Callable, *args) -> None:
     """Run ``fn(*args)`` in ``nproc`` new processes that form one job on this machine.
 
     The workers get torchrun's environment variables, so code inside ``fn`` joins the group
-    with :func:`process_group` exactly as under torchrun. ``fn`` and ``args`` must be
+    with :func:`join` exactly as under torchrun. ``fn`` and ``args`` must be
     importable/picklable (processes are spawned, not forked: forking a process that has
     started torch's thread pools can deadlock). A ValueError or FileNotFoundError in a
     worker is raised here with its message; any other failure stops all workers and raises

@@ -325,21 +325,20 @@ def fit(
     (how the CLI was called) is recorded in run.json so ``--resume`` can repeat it. In a
     distributed job every process calls this and gets the metrics.
     """
-    device = str(resolve_device(device))
-    with distributed.process_group(device) as device:
-        return _fit(
-            _Stars.of(data, units, meta),
-            RunDir(out, create=True),
-            config,
-            seed,
-            device,
-            progress and distributed.current().is_main,
-            truth,
-            figures,
-            resume,
-            checkpoints,
-            invocation,
-        )
+    device = distributed.join(str(resolve_device(device)))
+    return _fit(
+        _Stars.of(data, units, meta),
+        RunDir(out, create=True),
+        config,
+        seed,
+        device,
+        progress and distributed.current().is_main,
+        truth,
+        figures,
+        resume,
+        checkpoints,
+        invocation,
+    )
 
 
 def _fit(

@@ -15,6 +15,8 @@ from deeppot_galpy.pipeline import PRESETS, fit
 from deeppot_galpy.potential import CBEPoints, PotentialConfig, PotentialTraining, fit_potential
 from deeppot_galpy.rundir import RunDir, read_tensors, write_tensors
 
+pytestmark = pytest.mark.timeout(600)  # a wedged collective fails the test, not the suite
+
 # 3 members on 2 ranks: rank 0 trains members 0 and 2, rank 1 member 1
 CONFIG = replace(
     PRESETS["test"],
@@ -38,29 +40,29 @@ def _points() -> CBEPoints:
 def _job(folder: str) -> None:
     """One rank's work; runs in a spawned worker (see distributed.launch)."""
     torch.set_num_threads(1)
-    with distributed.process_group("cpu"):
-        job = distributed.current()
-        # collectives: uneven shards, JSON, a module with a bool buffer
-        rows = np.arange(3 * (job.rank + 1) * 2, dtype=np.float64).reshape(-1, 2) + 100 * job.rank
-        gathered = distributed.all_gather_rows(rows)
-        msg = distributed.broadcast_json({"from": job.rank, "x": [1.5, float("inf")]}, src=1)
-        mod = torch.nn.Module()
-        mod.register_buffer("w", torch.full((3,), float(job.rank)))
-        mod.register_buffer("mask", torch.tensor([True, job.rank == 1]))
-        distributed.broadcast_state(mod, src=1)
-        # data-parallel potential alone (the batch of 255 splits 128 + 127)
-        net, _ = fit_potential(_points(), POTENTIAL, seed=4, progress=False)
-        if job.is_main:
-            write_tensors(f"{folder}/potential.safetensors", net.state_dict())
-            record = {
-                "world": job.world,
-                "gathered": gathered.tolist(),
-                "msg": msg,
-                "w": mod.w.tolist(),
-                "mask": mod.mask.tolist(),
-            }
-            (RunDir(folder).path / "collectives.json").write_text(json.dumps(record))
-    # the whole pipeline: fit() joins the group itself
+    distributed.join("cpu")
+    job = distributed.current()
+    # collectives: uneven shards, JSON, a module with a bool buffer
+    rows = np.arange(3 * (job.rank + 1) * 2, dtype=np.float64).reshape(-1, 2) + 100 * job.rank
+    gathered = distributed.all_gather_rows(rows)
+    msg = distributed.broadcast_json({"from": job.rank, "x": [1.5, float("inf")]}, src=1)
+    mod = torch.nn.Module()
+    mod.register_buffer("w", torch.full((3,), float(job.rank)))
+    mod.register_buffer("mask", torch.tensor([True, job.rank == 1]))
+    distributed.broadcast_state(mod, src=1)
+    # data-parallel potential alone (the batch of 255 splits 128 + 127)
+    net, _ = fit_potential(_points(), POTENTIAL, seed=4, progress=False)
+    if job.is_main:
+        write_tensors(f"{folder}/potential.safetensors", net.state_dict())
+        record = {
+            "world": job.world,
+            "gathered": gathered.tolist(),
+            "msg": msg,
+            "w": mod.w.tolist(),
+            "mask": mod.mask.tolist(),
+        }
+        (RunDir(folder).path / "collectives.json").write_text(json.dumps(record))
+    # the whole pipeline, in the same job
     ps = Plummer().sample(CONFIG.n_stars, 0)
     fit(ps, f"{folder}/run", CONFIG, seed=0, progress=False, figures=False)
 

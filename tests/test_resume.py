@@ -284,7 +284,9 @@ def test_cli_resume_errors_are_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "config.n_flows: 1 in the run, now 2" in err and "Traceback" not in err
     assert main(["fit", "--quiet", "--resume", str(out)]) == 2
-    assert "not started by `deeppot fit`" in capsys.readouterr().err
+    assert "started by `deeppot demo`, not `deeppot fit`" in capsys.readouterr().err
+    assert main(["demo", "--resume", str(tmp_path)]) == 2
+    assert "nothing to resume" in capsys.readouterr().err
     # a corrupt run: reported in one line too
     (out / "metrics.json").unlink()
     (out / "checkpoints").mkdir()

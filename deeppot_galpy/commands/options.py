@@ -54,11 +54,19 @@ def run_config(
         if args.out and Path(args.out).resolve() != Path(args.resume).resolve():
             raise ValueError("give the run directory once: --resume RUN_DIR (without --out)")
         out = Path(args.resume)
-        invocation = RunDir(out).read_json("run").get("invocation") or {}
-        if invocation.get("command") != command:
+        if not (out / "run.json").exists():
+            raise ValueError(f"nothing to resume in {out}: it has no run.json")
+        with bad_files_reported():
+            invocation = RunDir(out).read_json("run").get("invocation") or {}
+        if not invocation:
             raise ValueError(
-                f"{out} was not started by `deeppot {command}`; resume it with the command "
-                "that started it"
+                f"{out} was not started from the command line: resume it from Python with "
+                "the same call and resume=True"
+            )
+        if invocation["command"] != command:
+            raise ValueError(
+                f"{out} was started by `deeppot {invocation['command']}`, not "
+                f"`deeppot {command}`: resume it with that command"
             )
         recorded = invocation["inputs"]
         raw = read_toml(args.config) if args.config else invocation["config"]
