@@ -39,6 +39,7 @@ from deeppot_galpy.export import export_galpy
 from deeppot_galpy.galpy_potential import DeepPotential
 from deeppot_galpy.mocks import Plummer
 from deeppot_galpy.orbits import (
+    cartesian_to_galpy,
     compare_orbits,
     initial_conditions,
     integrate_batched,
@@ -73,6 +74,18 @@ def timed(fn, *args, **kwargs) -> tuple[object, float]:
     return out, time.perf_counter() - t0
 
 
+def galpy_seconds(pot, x, v, t, method: str, **kw) -> float:
+    """Seconds galpy's Orbit.integrate takes (setting up the Orbit is not timed)."""
+    from galpy.orbit import Orbit
+
+    o = Orbit(cartesian_to_galpy(x, v))
+    return timed(o.integrate, t, pot, method=method, progressbar=False, numcores=1, **kw)[1]
+
+
+def batched_seconds(pot, x, v, t, method: str) -> float:
+    return timed(integrate_batched, pot, x, v, t, method=method)[1]
+
+
 def speed(pot, exported, x0, v0, sizes: list[int]) -> list[dict]:
     """Rows of the speed table: seconds for 1,000 steps of N orbits.
 
@@ -82,27 +95,27 @@ def speed(pot, exported, x0, v0, sizes: list[int]) -> list[dict]:
     true = Plummer().galpy_potential()
     t = np.linspace(0.0, T_END, N_STEPS + 1)
     dt = T_END / N_STEPS
-    runs = [  # (potential, integrator, run(x, v), cap)
+    runs = [  # (potential, integrator, seconds(x, v), cap)
         ("(a) analytic PlummerPotential", "galpy symplec4_c",
-         lambda x, v: integrate_galpy(true, x, v, t, "symplec4_c", dt=dt), None),
+         lambda x, v: galpy_seconds(true, x, v, t, "symplec4_c", dt=dt), None),
         ("(a) analytic PlummerPotential", "galpy dop853_c",
-         lambda x, v: integrate_galpy(true, x, v, t, "dop853_c"), None),
+         lambda x, v: galpy_seconds(true, x, v, t, "dop853_c"), None),
         ("(b) DeepPotential, direct", "galpy dop853 (Python)",
-         lambda x, v: integrate_galpy(pot, x, v, t, "dop853"), 3),
+         lambda x, v: galpy_seconds(pot, x, v, t, "dop853"), 3),
         ("(b) DeepPotential, batched", "leapfrog (1 call/step)",
-         lambda x, v: integrate_batched(pot, x, v, t, method="leapfrog"), None),
+         lambda x, v: batched_seconds(pot, x, v, t, "leapfrog"), None),
         ("(b) DeepPotential, batched", "yoshida4 (3 calls/step)",
-         lambda x, v: integrate_batched(pot, x, v, t, method="yoshida4"), 1000),
+         lambda x, v: batched_seconds(pot, x, v, t, "yoshida4"), 1000),
         ("(c) exported (C)", "galpy symplec4_c",
-         lambda x, v: integrate_galpy(exported, x, v, t, "symplec4_c", dt=dt), 1000),
+         lambda x, v: galpy_seconds(exported, x, v, t, "symplec4_c", dt=dt), 1000),
         ("(c) exported (C)", "galpy dop853_c",
-         lambda x, v: integrate_galpy(exported, x, v, t, "dop853_c"), 1000),
+         lambda x, v: galpy_seconds(exported, x, v, t, "dop853_c"), 1000),
     ]  # fmt: skip
     rows = []
     for n in sizes:
         for name, integrator, run, cap in runs:
             m = n if cap is None else min(n, cap)
-            _, seconds = timed(run, x0[:m], v0[:m])
+            seconds = run(x0[:m], v0[:m])
             rows.append({
                 "potential": name, "integrator": integrator, "n_orbits": n,
                 "seconds": seconds * n / m,

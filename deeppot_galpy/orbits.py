@@ -30,6 +30,7 @@ __all__ = [
     "BATCHED_METHODS",
     "OrbitSet",
     "acceleration_function",
+    "cartesian_to_galpy",
     "compare_orbits",
     "initial_conditions",
     "integrate_batched",
@@ -148,7 +149,7 @@ def integrate_batched(
     raise ValueError(f"unknown batched method {method!r}; use one of {BATCHED_METHODS}")
 
 
-def _galpy_vxvv(x: np.ndarray, v: np.ndarray) -> np.ndarray:
+def cartesian_to_galpy(x: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Cartesian (N, 3) positions and velocities -> galpy's [R, vR, vT, z, vz, phi] (N, 6)."""
     R, phi = np.hypot(x[:, 0], x[:, 1]), np.arctan2(x[:, 1], x[:, 0])
     c, s = np.cos(phi), np.sin(phi)
@@ -175,7 +176,9 @@ def integrate_galpy(
     from galpy.util.conversion import get_physical
 
     phys = get_physical(pot)
-    o = Orbit(_galpy_vxvv(np.atleast_2d(x0), np.atleast_2d(v0)), ro=phys["ro"], vo=phys["vo"])
+    o = Orbit(
+        cartesian_to_galpy(np.atleast_2d(x0), np.atleast_2d(v0)), ro=phys["ro"], vo=phys["vo"]
+    )
     t = np.asarray(t, float)
     o.integrate(t, pot, method=method, numcores=numcores, progressbar=False, **integrate_kwargs)
     kw = {"use_physical": False}

@@ -112,7 +112,6 @@ def test_orbits_in_the_export_follow_the_network(plummer_export):
     assert res["energy_drift_max"] < 1e-8
 
 
-@pytest.mark.slow
 def test_flattened_disk_needs_the_multipole(miyamoto_nagai_fit):
     fit = miyamoto_nagai_fit
     pot = DeepPotential(fit.net, fit.units, fit.region)
