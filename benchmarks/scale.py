@@ -262,7 +262,10 @@ def report(results: dict) -> str:
         "# Scale benchmark (benchmarks/scale.py)",
         "",
         f"python {platform.python_version()}, torch {torch.__version__}, "
-        f"{os.cpu_count()} CPUs, one torch thread per process.",
+        f"{os.cpu_count()} CPUs, one torch thread per process; load average "
+        f"{results['load_average']['start']:.1f} before, {results['load_average']['end']:.1f} "
+        "after (other work on the machine takes CPUs from the measured processes: compare "
+        "rows/CPU-s across process counts, wall-clock speed-ups only on an idle machine).",
         "",
         "## Training throughput",
         "",
@@ -302,13 +305,13 @@ def report(results: dict) -> str:
         f"{p['points']:,} held-out Plummer stars (r < 3), a two-member ensemble of the default "
         "architecture trained in float32, evaluated in float32 and float64:",
         "",
-        "| |x and v| x part | v part | p99 | max |",
+        "| | median | median, x part | median, v part | p99 | max |",
         "|---|---:|---:|---:|---:|---:|",
-        f"| float32 vs float64, median relative difference | "
+        f"| float32 vs float64, relative difference | "
         f"{p['float32_vs_float64_median']:.1e} | {p['x_part_median']:.1e} | "
         f"{p['v_part_median']:.1e} | {p['float32_vs_float64_p99']:.1e} | "
         f"{p['float32_vs_float64_max']:.1e} |",
-        f"| the flows vs the exact gradient (fit error), median | "
+        f"| the flows vs the exact gradient (fit error) | "
         f"{p['flow_vs_exact_median']:.2f} | | | | |",
         "",
         "```json",
@@ -329,7 +332,7 @@ def main() -> None:
         print(json.dumps(do_task(json.loads(args.task))))
         return
 
-    results: dict = {"throughput": [], "memory": []}
+    results: dict = {"throughput": [], "memory": [], "load_average": {"start": os.getloadavg()[0]}}
     with tempfile.TemporaryDirectory() as tmp:
         stars = f"{tmp}/stars.npy"
         write_stars(Path(stars), max(max(args.sizes), FLOW_STARS))
@@ -345,6 +348,7 @@ def main() -> None:
                 )
                 print(json.dumps(results["memory"][-1]), flush=True)
     results["precision"] = run_one({"kind": "precision"})
+    results["load_average"]["end"] = os.getloadavg()[0]
     text = report(results)
     print(text)
     if args.out:

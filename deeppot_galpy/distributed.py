@@ -9,8 +9,9 @@ What each stage splits, and why the result is the one-process result:
 * flows: member k is initialised and shuffled from seed + k alone, so members are independent;
   rank r trains members r, r + N, ... and each owner broadcasts its members' weights. Every
   rank then holds the ensemble a single process would have trained, bit for bit.
-* CBE points: every rank draws the same points (cheap); the grad ln f evaluation, the costly
-  part, is split into contiguous shards and all-gathered.
+* CBE points: rank 0 draws them (cheap) and shares them, so every rank has the same points
+  whatever its device's RNG; the grad ln f evaluation, the costly part, is split into
+  contiguous shards and all-gathered.
 * potential: DistributedDataParallel. Each step's batch is drawn identically on every rank
   and each rank takes a disjoint share of it, so the averaged gradient is the single-process
   gradient up to floating-point summation order (the total batch is the configured one).

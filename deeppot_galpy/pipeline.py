@@ -43,6 +43,7 @@ from .df.ensemble import split_rows
 from .mocks import MockSystem, get_mock
 from .phasespace import PhaseSpace
 from .potential import CBEPoints, PotentialTraining, fit_potential
+from .potential.jeans import JeansMoments
 from .rundir import RunDir, software_versions
 from .units import Units
 
@@ -163,7 +164,9 @@ class _Stars:
             if bad:
                 raise ValueError(f"{bad} of {len(eta)} stars have NaN/inf values; drop them first")
         if len(eta) <= _SUMMARY_ROWS:
-            summary = data if isinstance(data, PhaseSpace) else PhaseSpace.from_eta(eta, units)
+            summary = (
+                data if isinstance(data, PhaseSpace) else PhaseSpace.from_eta(eta, units, meta)
+            )
         else:
             rows = np.random.default_rng(0).choice(len(eta), _SUMMARY_ROWS, replace=False)
             summary = PhaseSpace.from_eta(eta[np.sort(rows)], units, meta)
@@ -406,8 +409,20 @@ def _fit(
 
     with stages("potential"):
         ckpt = Checkpoint(ckpt_dir, "potential", policy.potential_steps, policy.seconds)
+        jeans = None
+        if config.potential.jeans_weight > 0:
+            summary = stars.summary
+            jeans = JeansMoments(
+                summary.x,
+                summary.v,
+                region,
+                config.potential.jeans_functions,
+                neighbours=config.potential.jeans_neighbours,
+                seed=seed + 11,
+                device=device,
+            )
         net, pot_history = fit_potential(
-            points, config.potential, seed + 5, device, progress, checkpoint=ckpt
+            points, config.potential, seed + 5, device, progress, checkpoint=ckpt, jeans=jeans
         )
         if job.is_main:
             run.save_potential(net, stars.units, region, {"history": pot_history})
