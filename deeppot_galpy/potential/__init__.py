@@ -2,11 +2,13 @@
 
 from .cbe import LOSSES, cbe_residual, negative_density_penalty, stationarity_loss
 from .fit import CBEPoints, PotentialTraining, fit_potential
+from .jeans import JeansMoments
 from .network import PotentialConfig, PotentialNet
 
 __all__ = [
     "LOSSES",
     "CBEPoints",
+    "JeansMoments",
     "PotentialConfig",
     "PotentialNet",
     "PotentialTraining",

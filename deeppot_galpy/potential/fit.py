@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from .. import distributed
 from ..checkpoint import Checkpoint, restore_training_state, training_state
 from .cbe import LOSSES, negative_density_penalty, stationarity_loss
+from .jeans import JeansMoments
 from .network import PotentialConfig, PotentialNet
 
 __all__ = ["CBEPoints", "PotentialTraining", "fit_potential"]
@@ -82,6 +83,12 @@ class PotentialTraining:
     loss: str = "lnf"  # lnf | f | crossfit
     time_budget_s: float | None = None
     config: PotentialConfig = PotentialConfig()
+    # weak-form Jeans moments of the stars (potential/jeans.py): weight (0 = off), test
+    # functions, their width as a star-neighbour fraction, and stars per step
+    jeans_weight: float = 10.0
+    jeans_functions: int = 192
+    jeans_neighbours: float = 0.02
+    jeans_batch: int = 512
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -138,12 +145,15 @@ def fit_potential(
     device: str | torch.device = "cpu",
     progress: bool = True,
     checkpoint: Checkpoint | None = None,
+    jeans: JeansMoments | None = None,
 ) -> tuple[PotentialNet, dict]:
     """Train a :class:`PotentialNet` on ``points``; returns it (in eval mode) and its history.
 
     With a ``checkpoint``, training starts from its saved state (a finished fit is just
     loaded) and saves its state when :meth:`Checkpoint.due` says so. In a distributed job
     every rank calls this with the same points; rank 0 alone writes the checkpoint.
+    ``jeans`` (the stars' weak-form Jeans moments) adds ``cfg.jeans_weight`` times their
+    violation to the loss, evaluated in the same network pass as the CBE points.
     """
     if cfg.loss == "crossfit" and not points.has_second_estimate:
         raise ValueError("loss='crossfit' needs points with a second gradient estimate")
@@ -168,6 +178,7 @@ def fit_potential(
             return net.eval(), history
         first_step, elapsed, running = state["step"], state["elapsed"], np.array(state["running"])
 
+    use_jeans = jeans is not None and cfg.jeans_weight > 0
     job = distributed.current()
     derivatives = net.derivatives
     if job.world > 1:
@@ -205,7 +216,14 @@ def fit_potential(
             group["lr"] = cfg.lr * 0.5 * (1.0 + math.cos(math.pi * frac))
         idx = torch.randint(0, len(points), (cfg.batch_size,), generator=gen)
         idx = idx.tensor_split(job.world)[job.rank].to(device)
-        _, grad_phi, lap = derivatives(t["x"][idx])
+        x = t["x"][idx]
+        if use_jeans:
+            jdx = jeans.draw(cfg.jeans_batch, gen)
+            x = torch.cat([x, jeans.x[jdx]])
+        _, grad_phi, lap = derivatives(x)
+        if use_jeans:
+            jeans_term = jeans.loss(grad_phi[len(idx) :], jdx)
+            grad_phi, lap = grad_phi[: len(idx)], lap[: len(idx)]
         term = (
             stationarity_loss(
                 cfg.loss,
@@ -222,6 +240,9 @@ def fit_potential(
         )
         penalty = negative_density_penalty(lap, lap_scale).sum() * weight
         loss = term + cfg.lam * penalty
+        if use_jeans:
+            # DDP averages over ranks; each rank's estimate is unbiased on its own
+            loss = loss + cfg.jeans_weight * jeans_term
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
