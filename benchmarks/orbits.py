@@ -188,7 +188,9 @@ def markdown(record: dict) -> str:
     lines += [
         f"Export: `{ex['method']}`, built in {ex['build_s']:.1f} s; force error against the "
         f"network on {ex['n_check']} points in the data region: median {ex['force_err_median']:.2e}"
-        f", p90 {ex['force_err_p90']:.2e}, max {ex['force_err_max']:.2e}. Candidates: "
+        f", p90 {ex['force_err_p90']:.2e}, max {ex['force_err_max']:.2e}; median by radius "
+        + ", ".join(f"r {a:.2g}-{b:.2g}: {m:.1e}" for a, b, m in ex["force_err_median_by_radius"])
+        + ". Candidates (median): "
         + ", ".join(f"{k} {v['force_err_median']:.2e}" for k, v in ex["candidates"].items())
         + ".",
         "",

@@ -300,16 +300,24 @@ def c_accelerations(exported: Any, x: np.ndarray) -> np.ndarray:
 
 def export_report(exported: Any, pot: DeepPotential, n_check: int = 2000) -> dict:
     """Force errors of ``exported`` (evaluated in C) against the network on points inside the
-    data region."""
+    data region: median, 90th percentile and maximum, and medians in four log-radius bins
+    (``force_err_median_by_radius``: [r_lo, r_hi, median] from the data centre)."""
     x = _check_points(pot, n_check)
     a_net = pot.acceleration(x)
     err = np.linalg.norm(c_accelerations(exported, x) - a_net, axis=1) / np.linalg.norm(
         a_net, axis=1
     )
+    r = np.linalg.norm(x - pot.natural_region()["center"], axis=1)
+    edges = np.geomspace(r.min(), r.max() * (1 + 1e-12), 5)
+    which = np.digitize(r, edges) - 1
     return {
         "force_err_median": float(np.median(err)),
         "force_err_p90": float(np.percentile(err, 90)),
         "force_err_max": float(np.max(err)),
+        "force_err_median_by_radius": [
+            [float(edges[i]), float(edges[i + 1]), float(np.median(err[which == i]))]
+            for i in range(4)
+        ],
         "n_check": int(n_check),
     }
 

@@ -17,6 +17,12 @@ from deeppot_galpy.export import (
 from deeppot_galpy.galpy_potential import DeepPotential
 from deeppot_galpy.orbits import compare_orbits, integrate_batched, integrate_galpy
 
+# galpy's notes that it integrates in C, and a numpy notice from inside galpy's SCF code
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Using C implementation"),
+    pytest.mark.filterwarnings("ignore:'where' used without 'out':UserWarning"),
+]
+
 
 class OffsetPlummer:
     """Phi = -1/sqrt(1 + |x - c|^2): every (l, m) multipole, and mass beyond any grid."""

@@ -22,6 +22,9 @@ from galpy.potential import (
 from deeppot_galpy.compare import field_errors
 from deeppot_galpy.galpy_potential import DeepPotential, NumpyPotentialMLP, OutsideDataWarning
 
+pytestmark = pytest.mark.filterwarnings("ignore:Using C implementation")  # galpy's note
+
+
 ACTIVATIONS = ["silu", "tanh", "softplus"]
 POINTS = [(0.7, 0.3, 0.4), (1.9, -0.8, 2.5), (0.05, 1.2, -1.0), (3.0, 0.0, 5.9)]
 

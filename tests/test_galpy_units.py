@@ -10,6 +10,9 @@ from galpy.potential import HernquistPotential
 
 from deeppot_galpy.galpy_potential import DeepPotential
 
+pytestmark = pytest.mark.filterwarnings("ignore:Using C implementation")  # galpy's note
+
+
 RO_VO = [(8.0, 220.0), (10.0, 180.0), (8.122 * u.kpc, 235.0 * u.km / u.s)]
 
 

@@ -21,6 +21,12 @@ from deeppot_galpy.orbits import (
 
 TRUE = PlummerPotential(amp=1.0, b=1.0)
 
+# galpy's notes that it integrates in C, and a numpy notice from inside galpy's SCF code
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Using C implementation"),
+    pytest.mark.filterwarnings("ignore:'where' used without 'out':UserWarning"),
+]
+
 
 @pytest.fixture(scope="module")
 def ics():
@@ -103,6 +109,7 @@ def test_orbits_command(plummer_run_dir, tmp_path, method, capsys):
     command, args = _cli_args(
         str(plummer_run_dir), "--n-orbits", n, "--time", "3", "--steps", "30",
         "--method", method, "--reference", "plummer", "--out", str(tmp_path),
+        "--export-method", "multipole",
     )  # fmt: skip
     assert command.run(args) == 0
     record = json.loads((tmp_path / "orbits.json").read_text())

@@ -45,6 +45,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="dop853",
         help="batched integrator (default dop853)",
     )
+    p.add_argument(
+        "--export-method",
+        choices=("auto", "interp_spherical", "multipole", "scf"),
+        default="auto",
+        help="expansion for --method exported (default auto: the most faithful)",
+    )
     p.add_argument("--reference", choices=available_mocks(), help="true potential to compare to")
     p.add_argument("--out", help="output directory (default: RUN_DIR)")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial conditions")
@@ -104,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         from ..export import export_galpy
 
-        integrated_in, record["export"] = export_galpy(pot)
+        integrated_in, record["export"] = export_galpy(pot, args.export_method)
         t0 = time.perf_counter()  # the export's build time is in its report
         learned = integrate_galpy(integrated_in, x0, v0, t, method="dop853_c")
         record["integrator"] = f"galpy dop853_c in the {record['export']['method']} export"
