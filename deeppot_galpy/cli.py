@@ -10,6 +10,8 @@ import argparse
 import importlib
 import sys
 
+from .rundir import ModelFileError
+
 __all__ = ["main"]
 
 # name -> (module providing add_arguments/run, one-line help)
@@ -38,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args._run(args) or 0)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, ModelFileError) as exc:
         # User errors (bad input, missing files) get one clear line, not a traceback.
         print(f"deeppot {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -19,7 +19,14 @@ import numpy as np
 
 from .units import Units
 
-__all__ = ["PhaseSpace", "Standardization"]
+__all__ = ["PhaseSpace", "Standardization", "split_rows"]
+
+
+def split_rows(rows: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rest, held-out ``fraction``) of ``rows`` by a seeded random permutation."""
+    perm = np.random.default_rng(seed).permutation(len(rows))
+    n_held = max(1, int(round(fraction * len(rows))))
+    return rows[perm[n_held:]], rows[perm[:n_held]]
 
 
 @dataclass
@@ -101,10 +108,8 @@ class PhaseSpace:
 
     def split(self, fraction: float, seed: int) -> tuple[PhaseSpace, PhaseSpace]:
         """Random split into (1 - fraction, fraction) parts, e.g. train/validation."""
-        rng = np.random.default_rng(seed)
-        perm = rng.permutation(len(self))
-        n_b = max(1, int(round(fraction * len(self))))
-        return self.subset(perm[n_b:]), self.subset(perm[:n_b])
+        rest, held = split_rows(np.arange(len(self)), fraction, seed)
+        return self.subset(rest), self.subset(held)
 
     def standardization(self) -> Standardization:
         return Standardization.fit(self.eta)

@@ -39,9 +39,8 @@ from .checkpoint import Checkpoint, CheckpointPolicy, check_resume, clean_stale
 from .compare import gradient_errors, potential_metrics
 from .device import resolve_device
 from .df import FlowConfig, FlowEnsemble, FlowTraining
-from .df.ensemble import split_rows
 from .mocks import MockSystem, get_mock
-from .phasespace import PhaseSpace
+from .phasespace import PhaseSpace, split_rows
 from .potential import CBEPoints, PotentialTraining, fit_potential
 from .potential.jeans import JeansMoments
 from .rundir import RunDir, software_versions

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from ..checkpoint import Checkpoint, restore_training_state, training_state
 from ..device import map_batches
-from ..phasespace import PhaseSpace, Standardization
+from ..phasespace import PhaseSpace, Standardization, split_rows
 from .flows import FlowConfig, PhaseSpaceFlow
 
 __all__ = ["FlowEnsemble", "FlowTraining", "StarBatches", "split_rows", "train_flow"]
@@ -69,13 +69,6 @@ class FlowTraining:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def split_rows(rows: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(rest, held-out fraction) of ``rows``: the same split as :meth:`PhaseSpace.split`."""
-    perm = np.random.default_rng(seed).permutation(len(rows))
-    n_held = max(1, int(round(fraction * len(rows))))
-    return rows[perm[n_held:]], rows[perm[:n_held]]
 
 
 class StarBatches:
