@@ -18,7 +18,7 @@ import numpy as np
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
-from .compare import field_errors
+from .compare import field_errors, radial_profile
 
 __all__ = ["run_figures", "plot_df_rv", "plot_potential", "plot_errors_vs_radius"]
 
@@ -186,7 +186,7 @@ def plot_errors_vs_radius(path, net, truth, data, seed: int = 0) -> None:
     r = r[sel]
     edges = np.geomspace(r.min(), r.max(), 15)
     mid = np.sqrt(edges[1:] * edges[:-1])
-    idx = np.digitize(r, edges) - 1
+    medians = radial_profile(r, errs, edges)
     fig = Figure(figsize=(15, 4.2), layout="constrained")
     ax = fig.subplots(1, 3)
     for a, key, label in (
@@ -195,10 +195,7 @@ def plot_errors_vs_radius(path, net, truth, data, seed: int = 0) -> None:
         (ax[2], "force_ratio", "|a| / |a$_{true}$|"),
     ):
         a.scatter(r, errs[key], s=1, alpha=0.2, color="0.5", label="held-out stars")
-        med = [
-            np.median(errs[key][idx == b]) if np.any(idx == b) else np.nan for b in range(len(mid))
-        ]
-        a.plot(mid, med, "C3o-", label="median")
+        a.plot(mid, medians[key], "C3o-", label="median")
         a.set_xscale("log")
         a.set_xlabel("r" + ul)
         a.set_ylabel(label)
