@@ -22,44 +22,11 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
-
-PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-def rss_bytes() -> int:
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * PAGE
-
-
-class PeakRSS:
-    """Samples the resident set size in a thread while the ``with`` block runs."""
-
-    def __init__(self, interval: float = 0.005):
-        self.interval = interval
-        self.peak = 0
-        self._stop = threading.Event()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, rss_bytes())
-            time.sleep(self.interval)
-
-    def __enter__(self) -> PeakRSS:
-        self.start = rss_bytes()
-        self.peak = self.start
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, rss_bytes())
+from memory import ResidentSet  # benchmarks/memory.py (run as a script)
 
 
 def synthetic_table(n: int, seed: int = 0):
@@ -103,7 +70,7 @@ def worker(n: int, mode: str, path: str | None) -> dict:
     else:
         source = path
     t_make = time.perf_counter() - t0
-    with PeakRSS() as mem:
+    with ResidentSet() as mem:
         t0 = time.perf_counter()
         ps, report = catalog_to_phasespace(source, cuts=cuts)
         seconds = time.perf_counter() - t0
@@ -114,8 +81,8 @@ def worker(n: int, mode: str, path: str | None) -> dict:
         "seconds": round(seconds, 2),
         "rows_per_second": round(n / seconds),
         "rss_before_mb": round(mem.start / 2**20),
-        "peak_rss_mb": round(mem.peak / 2**20),
-        "ingest_extra_mb": round((mem.peak - mem.start) / 2**20),
+        "peak_rss_mb": round(mem.rss / 2**20),
+        "ingest_extra_mb": round((mem.rss - mem.start) / 2**20),
         "setup_seconds": round(t_make, 2),
         "cuts": {s.name: s.removed for s in report.steps},
     }

@@ -37,12 +37,12 @@ import platform
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from memory import ResidentSet  # benchmarks/memory.py (run as a script)
 
 from deeppot_galpy import distributed
 from deeppot_galpy.df import FlowConfig, FlowEnsemble, FlowTraining
@@ -51,44 +51,9 @@ from deeppot_galpy.phasespace import PhaseSpace, Standardization
 from deeppot_galpy.pipeline import FitConfig, fit
 from deeppot_galpy.potential import CBEPoints, PotentialTraining, fit_potential
 
-PAGE = os.sysconf("SC_PAGE_SIZE")
 FLOW_STARS = 2**20
 FLOW_BATCH = 4096
 POT_STEPS, POT_BATCH = 300, 2048
-
-
-class ResidentSet:
-    """Peaks of the anonymous and the file-backed resident memory, sampled in a thread.
-
-    Unlike a plain resident-set peak this separates a memory map's cached pages (file-backed,
-    reclaimable) from the memory the process itself allocated.
-    """
-
-    def __init__(self, interval: float = 0.005):
-        self.interval = interval
-        self.anon = self.file = 0
-        self._stop = threading.Event()
-
-    @staticmethod
-    def sample() -> tuple[int, int]:
-        with open("/proc/self/statm") as fh:
-            resident, shared = (int(v) for v in fh.read().split()[1:3])
-        return (resident - shared) * PAGE, shared * PAGE
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            anon, file = self.sample()
-            self.anon, self.file = max(self.anon, anon), max(self.file, file)
-            time.sleep(self.interval)
-
-    def __enter__(self) -> ResidentSet:
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def plummer_points(n: int, seed: int) -> CBEPoints:
