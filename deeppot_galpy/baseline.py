@@ -46,7 +46,7 @@ import torch
 from scipy import optimize
 
 from .potential import CBEPoints, stationarity_loss
-from .potential.fit import _scales
+from .potential.fit import point_scales
 from .units import Units
 
 __all__ = ["FAMILIES", "fit_parametric", "jeans_enclosed_mass"]
@@ -84,7 +84,7 @@ class _Loss:
 
     def __init__(self, points: CBEPoints, family: str):
         self.family, self.x = family, points.x
-        _, length, sigma = _scales(points)
+        _, length, sigma = point_scales(points)
         self.time_scale = length / sigma
         arrays = {k: np.asarray(getattr(points, k), dtype=np.float64) for k in ("v", "gx", "gv")}
         self.gv = arrays["gv"]

@@ -29,6 +29,10 @@ stars constrain the fit. For disks (:func:`disk_metrics`) two curves are compare
   :math:`\pm z` for a thin slab), with relative errors :math:`|\Delta v_c| / v_{c,ref}` and
   :math:`|\Delta K_z| / |K_{z,ref}|`.
 
+Error bars are judged by their coverage (:func:`coverage`): the fraction of points where the
+truth lies within :math:`1\sigma` and :math:`2\sigma` of the model (68.3% and 95.4% for
+well-calibrated Gaussian errors).
+
 The plots (:func:`plot_error_profile`, :func:`plot_circular_velocity`,
 :func:`plot_vertical_force`) draw these results on matplotlib figures without pyplot state.
 """
@@ -54,6 +58,7 @@ __all__ = [
     "radial_profile",
     "potential_metrics",
     "gradient_errors",
+    "coverage",
     "circular_velocity",
     "vertical_force",
     "disk_metrics",
@@ -377,6 +382,38 @@ def potential_metrics(
     out["r_range"] = [float(lo), float(hi)]
     out["radial"] = radial_profile(r, errs, edges)
     out["force_bias_max_bin"] = float(np.nanmax(np.abs(np.array(out["radial"]["force_ratio"]) - 1)))
+    return out
+
+
+def coverage(model: Any, reference: Any, x: np.ndarray, sigma: dict, G: float = 1.0) -> dict:
+    """How often the truth lies within the quoted errors ``sigma`` of ``model`` at x (N, 3).
+
+    ``sigma`` holds the 1-sigma errors ``phi`` (N,), ``acc`` (N, 3) and ``density`` (N,)
+    (:func:`~deeppot_galpy.potential.replicates.replicate_spread`). Per quantity: the
+    fractions of normalised errors ``|model - truth| / sigma`` below 1 and 2 (each Cartesian
+    force component counts as one; Phi after the median offset), ``sigma_scale`` = median
+    normalised error / 0.6745 (the factor the sigmas would need for nominal coverage), and
+    the median sigma relative to the truth beside the median actual error.
+    """
+    m, t = as_field(model, G), as_field(reference, G)
+    phi_m, phi_t = m.potential(x), t.potential(x)
+    a_t = t.acceleration(x)
+    pairs = {
+        "phi": (phi_m - np.median(phi_m - phi_t), phi_t, sigma["phi"]),
+        "force": (m.acceleration(x), a_t, sigma["acc"]),
+        "density": (m.density(x), t.density(x), sigma["density"]),
+    }
+    out = {}
+    for key, (est, true, sig) in pairs.items():
+        z = (np.abs(est - true) / sig).ravel()
+        scale = np.abs(true) if key != "force" else np.linalg.norm(true, axis=1, keepdims=True)
+        out[key] = {
+            "within_1sigma": float(np.mean(z < 1.0)),
+            "within_2sigma": float(np.mean(z < 2.0)),
+            "sigma_scale": float(np.median(z) / 0.6745),
+            "sigma_rel_median": float(np.median(sig / scale)),
+            "err_rel_median": float(np.median(np.abs(est - true) / scale)),
+        }
     return out
 
 

@@ -36,13 +36,14 @@ import torch
 
 from . import distributed
 from .checkpoint import Checkpoint, CheckpointPolicy, check_resume, clean_stale
-from .compare import gradient_errors, potential_metrics
+from .compare import coverage, gradient_errors, potential_metrics
 from .device import resolve_device
 from .df import FlowConfig, FlowEnsemble, FlowTraining
 from .mocks import MockSystem, get_mock
 from .phasespace import PhaseSpace, split_rows
 from .potential import CBEPoints, PotentialTraining, fit_potential
 from .potential.jeans import JeansMoments
+from .potential.replicates import fit_replicates, replicate_spread
 from .rundir import RunDir, software_versions
 from .units import Units
 
@@ -93,7 +94,7 @@ PRESETS: dict[str, FitConfig] = {
         flow=FlowConfig(steps=2, hidden=(32, 32)),
         flow_training=FlowTraining(epochs=4, batch_size=512),
         n_points=2**11,
-        potential=PotentialTraining(steps=200, batch_size=256),
+        potential=PotentialTraining(steps=200, batch_size=256, replicates=2, replicate_steps=50),
     ),
     # about 15 minutes on 2 CPU cores
     "default": FitConfig(
@@ -408,55 +409,120 @@ def _fit(
 
     with stages("potential"):
         ckpt = Checkpoint(ckpt_dir, "potential", policy.potential_steps, policy.seconds)
-        jeans = None
-        if config.potential.jeans_weight > 0:
-            summary = stars.summary
-            jeans = JeansMoments(
-                summary.x,
-                summary.v,
-                region,
-                config.potential.jeans_functions,
-                neighbours=config.potential.jeans_neighbours,
-                seed=seed + 11,
-                device=device,
-            )
+        jeans = _jeans_moments(stars.summary, region, config.potential, seed, device)
         net, pot_history = fit_potential(
             points, config.potential, seed + 5, device, progress, checkpoint=ckpt, jeans=jeans
         )
         if job.is_main:
             run.save_potential(net, stars.units, region, {"history": pot_history})
 
+    replicates = []
+    if config.potential.replicates:
+        with stages("replicates"):
+            replicates = _fit_replicates(
+                net, ensembles, stars.summary, points, region, config, seed, device, progress
+            )
+            if job.is_main:
+                run.save_replicates(replicates)
+
     metrics: dict = {"points": point_report, "n_stars": len(stars.eta)}
     if job.is_main:
         # evaluation and figures are small; compare/plots work on CPU tensors and numpy
         net, ensembles = net.cpu(), [e.cpu() for e in ensembles]
+        replicates = [r.cpu() for r in replicates]
         if truth is not None:
             with stages("evaluate"):
-                metrics.update(score_against_truth(net, ensembles, truth, seed))
+                metrics.update(score_against_truth(net, ensembles, truth, seed, replicates))
         if figures:
             with stages("figures"):
                 from .plots import run_figures
 
-                run_figures(run.path / "figures", net, ensembles[0], stars.summary, truth, seed)
+                run_figures(
+                    run.path / "figures",
+                    net,
+                    ensembles[0],
+                    stars.summary,
+                    truth,
+                    seed,
+                    replicates,
+                )
         metrics["timing"] = stages.record()
         run.write_json("metrics", metrics)
         shutil.rmtree(ckpt_dir, ignore_errors=True)
     return distributed.broadcast_json(metrics)
 
 
+def _jeans_moments(
+    stars: PhaseSpace, region: dict, cfg: PotentialTraining, seed: int, device: str
+) -> JeansMoments | None:
+    """The stars' weak-form Jeans moments for the potential fit, or None if switched off."""
+    if cfg.jeans_weight <= 0:
+        return None
+    return JeansMoments(
+        stars.x,
+        stars.v,
+        region,
+        cfg.jeans_functions,
+        neighbours=cfg.jeans_neighbours,
+        seed=seed + 11,
+        device=device,
+    )
+
+
+def _fit_replicates(
+    net,
+    ensembles: list[FlowEnsemble],
+    stars: PhaseSpace,
+    points: CBEPoints,
+    region: dict,
+    config: FitConfig,
+    seed: int,
+    device: str,
+    progress: bool,
+) -> list:
+    """Bootstrap replicates of the potential (:mod:`~deeppot_galpy.potential.replicates`).
+
+    Replicate b draws its CBE points from member b of each ensemble (cycling), and its Jeans
+    moments from a bootstrap resample of the stars.
+    """
+    cfg = config.potential
+
+    def sample(b: int) -> tuple[CBEPoints, JeansMoments | None]:
+        members = [e.member(b % e.k) for e in ensembles]
+        pts, _ = draw_cbe_points(members, config.n_points, region, seed + 100 + b)
+        rows = np.random.default_rng(seed + 200 + b).integers(0, len(stars), len(stars))
+        resampled = PhaseSpace.from_eta(stars.eta[rows], stars.units, stars.meta)
+        return pts, _jeans_moments(resampled, region, cfg, seed, device)
+
+    return fit_replicates(net, sample, cfg, points.x, seed + 300, device, progress)
+
+
 def score_against_truth(
-    net, ensembles: list[FlowEnsemble], truth: MockSystem, seed: int, n_eval: int = 2**14
+    net,
+    ensembles: list[FlowEnsemble],
+    truth: MockSystem,
+    seed: int,
+    replicates: list | None = None,
+    n_eval: int = 2**14,
 ) -> dict:
-    """Potential and DF-gradient errors on held-out stars of the true system, in its r_range."""
+    """Potential and DF-gradient errors on held-out stars of the true system, in its r_range.
+
+    With bootstrap ``replicates``, also the coverage of their error bars
+    (:func:`~deeppot_galpy.compare.coverage`).
+    """
     held_out = truth.sample(n_eval, seed + 10_000)
     pot = potential_metrics(net, truth, held_out.x, truth.units.G, r_range=truth.r_range)
     out: dict = {"potential": pot}
+    r = held_out.r
+    sel = (r >= truth.r_range[0]) & (r <= truth.r_range[1])
+    if replicates:
+        x = held_out.x[sel]
+        spread = replicate_spread(replicates, x, truth.units.G)
+        out["coverage"] = coverage(net, truth, x, spread, truth.units.G)
     try:
         gx, gv = truth.grad_log_df(held_out.x, held_out.v)
     except NotImplementedError:
         return out
-    r = held_out.r
-    sel = (r >= truth.r_range[0]) & (r <= truth.r_range[1])
     _, g = ensembles[0].log_prob_and_grad(held_out.eta[sel])
     out["df"] = gradient_errors(g, np.concatenate([gx, gv], axis=1)[sel])
     return out

@@ -1,10 +1,13 @@
-"""Figures of a fit, after the paper's Figs. 2 and 3, plus error profiles.
+r"""Figures of a fit, after the paper's Figs. 2 and 3, plus error profiles.
 
 * ``df_rv.png``: f in the (r, v) plane integrated over angles, model vs truth (or vs the stars'
   histogram when no closed-form f exists), and their ratio (paper Fig. 2).
 * ``potential.png``: learned vs true Phi at random stars; Phi and density in the z = 0 slice
   (paper Fig. 3).
 * ``errors_vs_radius.png``: force and density errors, and |a|/|a_true|, against radius.
+* ``error_bars.png`` (runs with bootstrap replicates): the shell-averaged circular velocity
+  :math:`\sqrt{r\,\langle -a_r\rangle}` and density with their :math:`1\sigma` and
+  :math:`2\sigma` bands, against the truth where known.
 
 Figures are built as plain :class:`matplotlib.figure.Figure` objects, not through pyplot, so
 writing them neither needs nor changes a display backend (notebooks keep their inline plots).
@@ -20,7 +23,13 @@ from matplotlib.figure import Figure
 
 from .compare import field_errors, radial_profile
 
-__all__ = ["run_figures", "plot_df_rv", "plot_potential", "plot_errors_vs_radius"]
+__all__ = [
+    "run_figures",
+    "plot_df_rv",
+    "plot_potential",
+    "plot_errors_vs_radius",
+    "plot_error_bars",
+]
 
 
 def _labels(data) -> tuple[str, str, str, str]:
@@ -212,7 +221,59 @@ def plot_errors_vs_radius(path, net, truth, data, seed: int = 0) -> None:
     fig.savefig(path, dpi=110)
 
 
-def run_figures(folder, net, ensemble, data, truth, seed: int = 0) -> list[Path]:
+def _shell_profiles(field, center: np.ndarray, r: np.ndarray, seed: int) -> np.ndarray:
+    """Shell means over 64 fixed directions: (2, len(r)) of v_c = sqrt(r <-a_r>) and rho."""
+    d = np.random.default_rng(seed).normal(size=(64, 3))
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    x = (center + r[:, None, None] * d[None]).reshape(-1, 3)
+    a_r = np.sum(field.acceleration(x).reshape(len(r), 64, 3) * d, axis=-1).mean(1)
+    rho = field.density(x).reshape(len(r), 64).mean(1)
+    return np.stack([np.sqrt(np.clip(-r * a_r, 0.0, None)), rho])
+
+
+def plot_error_bars(path, net, replicates, data, truth=None, seed: int = 0) -> None:
+    """Shell-averaged v_c(r) and density with the replicates' 1 and 2 sigma bands."""
+    from .compare import as_field
+
+    ul, uv, _, ud = _labels(data)
+    G = data.units.G
+    region = data.region()
+    center = np.asarray(region["center"])
+    r = np.geomspace(max(region["r_min"], 1e-2 * region["r_max"]), region["r_max"], 32)
+    main = _shell_profiles(as_field(net, G), center, r, seed)
+    sigma = np.std(
+        [_shell_profiles(as_field(n, G), center, r, seed) for n in replicates], axis=0, ddof=1
+    )
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    ax = fig.subplots(1, 2)
+    for i, (a, label) in enumerate(((ax[0], "$v_c$" + uv), (ax[1], "density" + ud))):
+        for k, alpha in ((2, 0.2), (1, 0.35)):
+            a.fill_between(
+                r,
+                main[i] - k * sigma[i],
+                main[i] + k * sigma[i],
+                color="C0",
+                alpha=alpha,
+                lw=0,
+                label=f"{k}$\\sigma$ ({len(replicates)} replicates)",
+            )
+        a.plot(r, main[i], "C0-", label="Deep Potential")
+        if truth is not None:
+            a.plot(r, _shell_profiles(as_field(truth, G), center, r, seed)[i], "k--", label="truth")
+        a.set_xscale("log")
+        a.set_xlabel("r" + ul)
+        a.set_ylabel(label)
+        a.legend()
+        a.grid(alpha=0.3, which="both")
+    ax[1].set_yscale("log")
+    ax[0].set_title("circular velocity from the shell-mean radial force")
+    ax[1].set_title("shell-mean density")
+    fig.savefig(path, dpi=110)
+
+
+def run_figures(
+    folder, net, ensemble, data, truth, seed: int = 0, replicates: list | None = None
+) -> list[Path]:
     """Write all figures of a run into ``folder``; returns their paths."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -222,4 +283,7 @@ def run_figures(folder, net, ensemble, data, truth, seed: int = 0) -> list[Path]
     if truth is not None:
         paths.append(folder / "errors_vs_radius.png")
         plot_errors_vs_radius(paths[-1], net, truth, data, seed)
+    if replicates:
+        paths.append(folder / "error_bars.png")
+        plot_error_bars(paths[-1], net, replicates, data, truth, seed)
     return paths

@@ -7,6 +7,7 @@ Layout (``deeppot demo`` and ``deeppot fit`` write the same)::
       metrics.json          accuracy metrics (against truth where known) and timings
       flows.safetensors     flow-ensemble weights       + flows.json     (architecture, hash)
       potential.safetensors potential-network weights   + potential.json (scales, units, region)
+      potential_replicates.safetensors  bootstrap replicates, if any (error bars)  + .json
       figures/*.png
       checkpoints/          while a fit runs: resumable training states (see checkpoint.py)
 
@@ -198,6 +199,27 @@ class RunDir:
             raise ModelFileError(f"potential.json has an invalid architecture: {exc}") from exc
         self.load_module("potential", net).eval()
         return net, meta
+
+    def save_replicates(self, nets: list) -> None:
+        """Save the bootstrap replicates of the potential (one file; same architecture)."""
+        meta = {"network": nets[0].metadata(), "n": len(nets)}
+        self.save_module("potential_replicates", torch.nn.ModuleList(nets), meta)
+
+    def load_replicates(self) -> list:
+        """The bootstrap replicates of the potential; an empty list if the run has none."""
+        from .potential import PotentialNet
+
+        if not (self.path / "potential_replicates.json").exists():
+            return []
+        meta = self.load_metadata("potential_replicates")
+        try:
+            nets = [PotentialNet.from_metadata(meta["network"]) for _ in range(int(meta["n"]))]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFileError(
+                f"potential_replicates.json has an invalid architecture: {exc}"
+            ) from exc
+        self.load_module("potential_replicates", torch.nn.ModuleList(nets))
+        return [net.eval() for net in nets]
 
     def save_flows(self, ens, name: str = "flows", extra: dict | None = None) -> None:
         """Save a FlowEnsemble under NAME (``flows``; ``flows_b`` for a cross-fit's second)."""

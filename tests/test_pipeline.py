@@ -19,11 +19,13 @@ def demo_run(tmp_path_factory):
 def test_demo_writes_a_complete_run_directory(demo_run):
     for name in ("run.json", "metrics.json", "flows.safetensors", "potential.safetensors"):
         assert (demo_run / name).exists(), name
-    for fig in ("df_rv.png", "potential.png", "errors_vs_radius.png"):
+    assert len(RunDir(demo_run).load_replicates()) == 2
+    for fig in ("df_rv.png", "potential.png", "errors_vs_radius.png", "error_bars.png"):
         assert (demo_run / "figures" / fig).stat().st_size > 10_000
     metrics = json.loads((demo_run / "metrics.json").read_text())
     pot = metrics["potential"]
     assert 0 < pot["force_err_median"] < 1  # a tiny run: scored, not accurate
+    assert 0 < metrics["coverage"]["force"]["within_1sigma"] < 1
     assert set(metrics["timing"]["seconds"]) >= {"flows", "points", "potential"}
     run = json.loads((demo_run / "run.json").read_text())
     assert run["seed"] == 3 and run["versions"]["torch"]
@@ -38,6 +40,9 @@ def test_demo_is_reproducible(demo_run, tmp_path):
     np.testing.assert_array_equal(
         a.evaluate(x, laplacian=False)["phi"], b.evaluate(x, laplacian=False)["phi"]
     )
+    reps = [RunDir(d).load_replicates() for d in (demo_run, tmp_path)]
+    for a, b in zip(*reps, strict=True):
+        np.testing.assert_array_equal(a.evaluate(x)["acc"], b.evaluate(x)["acc"])
 
 
 def test_fit_on_a_gaia_like_catalog(tmp_path, capsys):

@@ -220,6 +220,12 @@ class FlowEnsemble(nn.Module):
     def device(self) -> torch.device:
         return self.members[0].mean.device
 
+    def member(self, k: int) -> FlowEnsemble:
+        """Member k alone, as a one-flow ensemble sharing its weights."""
+        one = FlowEnsemble(self.standardization, 1, self.config)
+        one.members[0] = self.members[k]
+        return one.eval()
+
     def metadata(self) -> dict:
         """What ``from_metadata`` needs to rebuild the architecture before loading weights."""
         return {

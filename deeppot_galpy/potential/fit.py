@@ -15,6 +15,7 @@ follow the single-process optimisation up to floating-point summation order.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -32,7 +33,7 @@ from .cbe import LOSSES, negative_density_penalty, stationarity_loss
 from .jeans import JeansMoments
 from .network import PotentialConfig, PotentialNet
 
-__all__ = ["CBEPoints", "PotentialTraining", "fit_potential"]
+__all__ = ["CBEPoints", "PotentialTraining", "fit_potential", "point_scales"]
 
 
 @dataclass
@@ -89,10 +90,19 @@ class PotentialTraining:
     jeans_functions: int = 192
     jeans_neighbours: float = 0.02
     jeans_batch: int = 512
+    # bootstrap replicates for error bars (potential/replicates.py): how many (0 = none), and
+    # the steps each is refitted for, starting from the main fit
+    replicates: int = 0
+    replicate_steps: int = 500
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise ValueError(f"unknown loss {self.loss!r}; use one of {LOSSES}")
+        if self.replicates == 1 or self.replicates < 0 or self.replicate_steps < 1:
+            raise ValueError(
+                "replicates must be 0 (no error bars) or >= 2 (a spread needs two), and "
+                f"replicate_steps >= 1 (got {self.replicates}, {self.replicate_steps})"
+            )
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError(
                 f"potential training needs steps and batch_size >= 1 (got {self.steps}, "
@@ -112,7 +122,7 @@ class PotentialTraining:
         return d
 
 
-def _scales(points: CBEPoints) -> tuple[np.ndarray, float, float]:
+def point_scales(points: CBEPoints) -> tuple[np.ndarray, float, float]:
     """Centre, length scale and velocity dispersion of the points (robust statistics)."""
     center = np.median(points.x, axis=0)
     lo, hi = np.percentile(points.x, [15.87, 84.13], axis=0)
@@ -146,6 +156,7 @@ def fit_potential(
     progress: bool = True,
     checkpoint: Checkpoint | None = None,
     jeans: JeansMoments | None = None,
+    init: PotentialNet | None = None,
 ) -> tuple[PotentialNet, dict]:
     """Train a :class:`PotentialNet` on ``points``; returns it (in eval mode) and its history.
 
@@ -153,13 +164,18 @@ def fit_potential(
     loaded) and saves its state when :meth:`Checkpoint.due` says so. In a distributed job
     every rank calls this with the same points; rank 0 alone writes the checkpoint.
     ``jeans`` (the stars' weak-form Jeans moments) adds ``cfg.jeans_weight`` times their
-    violation to the loss, evaluated in the same network pass as the CBE points.
+    violation to the loss, evaluated in the same network pass as the CBE points. ``init``
+    starts from a copy of that network (and its scales) instead of a fresh one.
     """
     if cfg.loss == "crossfit" and not points.has_second_estimate:
         raise ValueError("loss='crossfit' needs points with a second gradient estimate")
     torch.manual_seed(seed)
-    center, length, sigma = _scales(points)
-    net = PotentialNet(torch.as_tensor(center), length, sigma**2, cfg.config).to(device)
+    if init is None:
+        center, length, sigma = point_scales(points)
+        net = PotentialNet(torch.as_tensor(center), length, sigma**2, cfg.config).to(device)
+    else:
+        net = copy.deepcopy(init).to(device).train().requires_grad_(True)
+        length, sigma = float(init.length_scale), math.sqrt(float(init.phi_scale))
     t = points.tensors(device)
     time_scale = length / sigma
     lap_scale = sigma**2 / length**2
