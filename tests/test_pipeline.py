@@ -4,9 +4,12 @@ import json
 
 import numpy as np
 import pytest
+from astropy import units as u
 
+from deeppot_galpy import DeepPotential
 from deeppot_galpy.cli import main
 from deeppot_galpy.rundir import RunDir
+from deeppot_galpy.uncertainty import error_bars
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +54,8 @@ def test_fit_on_a_gaia_like_catalog(tmp_path, capsys):
     cat = tmp_path / "mock.ecsv"
     write_gaia_mock(cat, 3000, seed=1)
     out = tmp_path / "run"
-    assert main(["fit", str(cat), "--out", str(out), "--preset", "test", "--quiet"]) == 0
+    args = ["fit", str(cat), "--out", str(out), "--preset", "test", "--replicates", "3"]
+    assert main([*args, "--quiet"]) == 0
     printed = capsys.readouterr().out
     assert "3,000 rows in" in printed  # the cut report is shown
     cuts = json.loads((out / "cuts.json").read_text())
@@ -60,6 +64,16 @@ def test_fit_on_a_gaia_like_catalog(tmp_path, capsys):
     assert meta["units"]["length"] == "kpc"
     run = json.loads((out / "run.json").read_text())
     assert run["data"]["meta"]["frame"]["galcen_distance_kpc"] == pytest.approx(8.122)
+    # error bars in physical units from the three replicates the flag asked for
+    reps = DeepPotential.load_replicates(out)
+    assert len(reps) == 3
+    R = np.array([2.0, 5.0]) * u.kpc
+    bars = error_bars(reps, R, 0.5 * u.kpc, quantity=True)
+    assert bars["vcirc"].unit == u.km / u.s and bars["phi"].unit == (u.km / u.s) ** 2
+    vc = DeepPotential.load(out).vcirc(R, phi=0.0, quantity=True)
+    assert np.all(bars["vcirc"] > 0) and np.all(bars["vcirc"] < vc)
+    plain = error_bars(reps, R, 0.5 * u.kpc, quantities=["vcirc"])["vcirc"]  # floats, km/s
+    np.testing.assert_allclose(plain, bars["vcirc"].to_value(u.km / u.s))
 
 
 def test_fit_reports_bad_input_clearly(tmp_path, capsys):

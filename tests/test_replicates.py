@@ -74,3 +74,19 @@ def test_replicate_settings_are_validated():
         PotentialTraining(replicates=1)
     with pytest.raises(ValueError, match="at least two"):
         replicate_spread([], np.zeros((1, 3)))
+
+
+def test_error_bars_refuse_too_few_replicates_and_unknown_quantities(fitted):
+    from deeppot_galpy import DeepPotential
+    from deeppot_galpy.uncertainty import error_bars
+
+    _, _, _, nets = fitted
+    reps = [DeepPotential(net) for net in nets]
+    with pytest.raises(ValueError, match="at least two replicates"):
+        error_bars(reps[:1], 1.0)
+    with pytest.raises(ValueError, match="unknown quantities"):
+        error_bars(reps, 1.0, quantities=["mass"])
+    # galpy's own spread of v_c over the replicates, in natural units
+    bars = error_bars(reps, np.array([0.5, 1.0]), quantities=["vcirc"])
+    vc = np.array([p.vcirc(np.array([0.5, 1.0]), phi=0.0) for p in reps])
+    np.testing.assert_allclose(bars["vcirc"], vc.std(axis=0, ddof=1))

@@ -57,6 +57,11 @@ def _demo(cfg: RunConfig, out: str, inputs: dict, resume: bool, progress: bool) 
                 "density_err_median": pot["density_err_median"],
                 "phi_err_median": pot["phi_err_median"],
                 "force_bias_median": pot["force_bias_median"],
+                **(
+                    {"force_within_1sigma": metrics["coverage"]["force"]["within_1sigma"]}
+                    if "coverage" in metrics
+                    else {}
+                ),
                 "seconds": metrics["timing"]["seconds"],
             },
             indent=2,

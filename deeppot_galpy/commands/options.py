@@ -37,6 +37,12 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
         help="processes sharing the fit (torch.distributed: gloo on CPU, nccl on CUDA); "
         "or launch with torchrun --nproc-per-node N -m deeppot_galpy ...",
     )
+    p.add_argument(
+        "--replicates",
+        type=int,
+        metavar="N",
+        help="bootstrap refits of the potential for error bars (0: none; overrides the config)",
+    )
     p.add_argument("--no-figures", action="store_true", help="skip the figures")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -81,6 +87,7 @@ def run_config(
         device=args.device,
         nproc=args.nproc,
         figures=False if args.no_figures else None,
+        potential={"replicates": args.replicates},
         **overrides,
     )
     return cfg, out, recorded
