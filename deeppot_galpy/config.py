@@ -82,7 +82,7 @@ def _check_type(section: str, key: str, value: Any, default: Any, annotation: st
     ``annotation`` is the field's declared type: a ``float | None`` field takes any number,
     also when its current value is None or was written as an int.
     """
-    if isinstance(default, tuple) and isinstance(value, list):
+    if (isinstance(default, tuple) or "tuple" in str(annotation)) and isinstance(value, list):
         return tuple(value)
     if isinstance(default, float) or "float" in str(annotation):
         if isinstance(value, int | float) and not isinstance(value, bool):

@@ -32,6 +32,20 @@ def test_test_functions_stay_inside_the_region(plummer):
     assert np.all(reach < region["r_max"])
 
 
+def test_a_range_of_neighbour_fractions_mixes_scales(plummer):
+    m, ps, wide = plummer  # 2% of the stars within each function's width
+
+    def moments(neighbours):
+        return JeansMoments(ps.x, ps.v, ps.region(), n_functions=64, neighbours=neighbours, seed=2)
+
+    narrow, mixed = moments(0.002), moments((0.002, 0.02))
+    med = [np.median(j.widths) for j in (narrow, mixed, wide)]
+    assert med[0] < 0.8 * med[1] and med[1] < 0.8 * med[2], med
+    assert narrow.widths.min() <= mixed.widths.min() * 1.05
+    x = mixed.x.double().numpy()
+    assert mixed.violation(-m.acceleration(x)) < 0.1  # still satisfied by the truth
+
+
 def test_jeans_term_removes_force_bias_of_a_smoothed_df(plummer):
     """A smoothed DF model (grad_x ln f 10% too shallow) biases |a| low with the CBE loss
     alone, as the flows' smoothing does; the stars' own moments pull it towards the truth

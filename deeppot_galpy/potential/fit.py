@@ -88,7 +88,7 @@ class PotentialTraining:
     # functions, their width as a star-neighbour fraction, and stars per step
     jeans_weight: float = 10.0
     jeans_functions: int = 192
-    jeans_neighbours: float = 0.02
+    jeans_neighbours: float | tuple[float, float] = 0.02  # a (min, max) range mixes scales
     jeans_batch: int = 512
     # bootstrap replicates for error bars (potential/replicates.py): how many (0 = none), and
     # the steps each is refitted for, starting from the main fit
@@ -102,6 +102,13 @@ class PotentialTraining:
             raise ValueError(
                 "replicates must be 0 (no error bars) or >= 2 (a spread needs two), and "
                 f"replicate_steps >= 1 (got {self.replicates}, {self.replicate_steps})"
+            )
+        nb = self.jeans_neighbours
+        bounds = (nb, nb) if isinstance(nb, int | float) else tuple(nb)
+        if len(bounds) != 2 or not 0 < bounds[0] <= bounds[1] <= 1:
+            raise ValueError(
+                "jeans_neighbours must be a fraction of the stars in (0, 1], or a (min, max) "
+                f"range of them, got {nb!r}"
             )
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError(

@@ -13,8 +13,11 @@ gradient of f, so it carries none of the flows' smoothing or noise: it pins the 
 the force averaged over each test function (the flows' gradient errors otherwise bias
 :math:`|\vec a|` low by a few per cent). The test functions are Gaussians
 :math:`\psi_m = \exp(-|\vec x - \vec c_m|^2 / 2 s_m^2)` centred on random stars, their widths
-set by the local star density (the distance to the k-th nearest of the subsample) and kept
-well inside the stars' region.
+set by the local star density (the distance to the k-th nearest of the subsample, k a fixed
+fraction of the stars or, to mix scales, log-uniform in a range of fractions) and kept well
+inside the stars' region. Smaller functions reach further into a core, where a wide Gaussian
+centred near the middle averages a force that changes sign; they are noisier, being sums
+over fewer stars.
 
 The loss is the cross product of two independent minibatch estimates of the violation,
 :math:`\sum_{m,j} (B^{(1)}_{mj} - A_{mj})(B^{(2)}_{mj} - A_{mj}) / \sum_{m,j} A_{mj}^2`, which is
@@ -41,7 +44,7 @@ class JeansMoments:
         region: dict,
         n_functions: int = 192,
         n_stars: int = 2**17,
-        neighbours: float = 0.02,
+        neighbours: float | tuple[float, float] = 0.02,
         seed: int = 0,
         device: str | torch.device = "cpu",
     ):
@@ -49,9 +52,13 @@ class JeansMoments:
         idx = np.sort(rng.choice(len(x), min(n_stars, len(x)), replace=False))
         x, v = np.asarray(x[idx], dtype=np.float64), np.asarray(v[idx], dtype=np.float64)
         center = np.asarray(region["center"])
-        k = max(8, int(neighbours * len(x)))
+        f_lo, f_hi = (neighbours, neighbours) if np.isscalar(neighbours) else neighbours
         cand = x[rng.choice(len(x), min(len(x), 4 * n_functions), replace=False)]
-        width = cKDTree(x).query(cand, k=k)[0][:, -1]
+        # each function's neighbour count, log-uniform in [lo, hi] (a range mixes scales)
+        k = np.maximum(8, np.exp(rng.uniform(np.log(f_lo), np.log(f_hi), len(cand))) * len(x))
+        k = np.minimum(k.astype(int), len(x))
+        dist = cKDTree(x).query(cand, k=int(k.max()))[0]
+        width = dist[np.arange(len(cand)), k - 1]
         # 2.5 widths inside the region: psi ~ 4e-2 there, and falls as a Gaussian beyond
         inside = np.linalg.norm(cand - center, axis=1) + 2.5 * width < region["r_max"]
         self.centers, self.widths = cand[inside][:n_functions], width[inside][:n_functions]
