@@ -64,18 +64,23 @@ class JeansMoments:
         self.centers, self.widths = cand[inside][:n_functions], width[inside][:n_functions]
         if len(self.centers) < 8:
             raise ValueError("too few Jeans test functions fit inside the stars' region")
-        psi = np.empty((len(x), len(self.centers)), dtype=np.float32)
         A = np.zeros((len(self.centers), 3))
         for lo in range(0, len(x), 8192):  # chunks: the (N, M, 3) offsets would not fit at 2^21
             d = x[lo : lo + 8192, None, :] - self.centers[None]
             p = np.exp(-0.5 * np.sum(d**2, -1) / self.widths**2)
             vdg = -np.einsum("nk,nmk->nm", v[lo : lo + 8192], d) * p / self.widths**2
             A += np.einsum("nj,nm->mj", v[lo : lo + 8192], vdg)
-            psi[lo : lo + 8192] = p
         self.x = torch.as_tensor(x, dtype=torch.float32, device=device)
-        self.psi = torch.as_tensor(psi, device=device)
         self.A = torch.as_tensor(A / len(x), dtype=torch.float32, device=device)
         self.norm = float(torch.sum(self.A**2))
+        self._c = torch.as_tensor(self.centers, dtype=torch.float32, device=device)
+        self._inv_w2 = torch.as_tensor(self.widths**-2.0, dtype=torch.float32, device=device)
+
+    def psi(self, x: Tensor) -> Tensor:
+        """The test functions at x (N, 3) -> (N, M), computed when needed (not stored for all
+        the stars: N x M floats would dominate the memory of a fit with many functions)."""
+        d2 = (x.unsqueeze(1) - self._c).square().sum(-1)
+        return torch.exp(-0.5 * d2 * self._inv_w2)
 
     def __len__(self) -> int:
         return len(self.x)
@@ -88,13 +93,16 @@ class JeansMoments:
     def loss(self, grad_phi: Tensor, idx: Tensor) -> Tensor:
         """Unbiased squared relative violation from grad Phi at the stars ``idx`` (see draw)."""
         half = len(idx) // 2
-        psi = self.psi[idx]
+        psi = self.psi(self.x[idx])
         b1 = psi[:half].T @ grad_phi[:half] / half
         b2 = psi[half:].T @ grad_phi[half:] / (len(idx) - half)
         return ((b1 - self.A) * (b2 - self.A)).sum() / self.norm
 
     def violation(self, grad_phi: np.ndarray) -> float:
         """Relative rms violation for grad Phi evaluated at all of this object's stars."""
-        B = self.psi.T.double().cpu().numpy() @ grad_phi / len(grad_phi)
+        B = sum(
+            self.psi(self.x[lo : lo + 8192]).T.double().cpu().numpy() @ grad_phi[lo : lo + 8192]
+            for lo in range(0, len(self.x), 8192)
+        ) / len(grad_phi)
         A = self.A.double().cpu().numpy()
         return float(np.sqrt(np.sum((B - A) ** 2) / np.sum(A**2)))
