@@ -118,7 +118,7 @@ def run_variant(name: str, n_stars: int, n_points: int, steps: int, seed: int, c
         held = truth.sample(2**14, seed + 10_000).x
         scores = {"potential": potential_metrics(net, truth, held, r_range=truth.r_range)}
     else:
-        scores = score_against_truth(net, [ens], truth, seed)
+        scores = score_against_truth(net, ens, truth, seed)
     pot = scores["potential"]
     return {
         "variant": name,

@@ -14,7 +14,7 @@ A config file starts from a preset and overrides any setting; CLI flags override
     [flow_training]            # FlowTraining: epochs, batch_size, lr, weight_decay, val_fraction,
                                #   patience, time_budget_s (0: none), bootstrap
     [potential]                # PotentialTraining: steps, batch_size, lr, lam, time_budget_s,
-                               #   loss (lnf | f | crossfit: two ensembles on halves of the stars),
+                               #   loss (lnf | f | crossfit: the flow members in two groups),
                                #   jeans_weight, jeans_functions, jeans_neighbours, jeans_batch,
                                #   replicates (bootstrap refits for error bars), replicate_steps
     [potential.network]        # PotentialConfig: hidden, activation

@@ -40,7 +40,7 @@ from .compare import coverage, gradient_errors, potential_metrics
 from .device import resolve_device
 from .df import FlowConfig, FlowEnsemble, FlowTraining
 from .mocks import MockSystem, get_mock
-from .phasespace import PhaseSpace, split_rows
+from .phasespace import PhaseSpace
 from .potential import CBEPoints, PotentialTraining, fit_potential
 from .potential.jeans import JeansMoments
 from .potential.replicates import fit_replicates, replicate_spread
@@ -73,11 +73,11 @@ class FitConfig:
                 f"threads must be an integer >= 0 (0: torch's default), not {self.threads!r}"
             )
         if self.crossfit and self.n_flows < 2:
-            raise ValueError("the crossfit loss needs n_flows >= 2 (split between two ensembles)")
+            raise ValueError("the crossfit loss needs n_flows >= 2 (split into two groups)")
 
     @property
     def crossfit(self) -> bool:
-        """Two ensembles on disjoint halves of the stars, for the crossfit loss."""
+        """The crossfit loss: the flow members in two groups give two estimates of grad ln f."""
         return self.potential.loss == "crossfit"
 
     def to_dict(self) -> dict:
@@ -187,6 +187,19 @@ def _log_prob_and_grad(ens: FlowEnsemble, eta: np.ndarray) -> tuple[np.ndarray, 
     logf, grad = ens.log_prob_and_grad(eta[lo:hi])
     both = distributed.all_gather_rows(np.column_stack([logf, grad]))
     return both[:, 0], both[:, 1:]
+
+
+def _gradient_sources(ens: FlowEnsemble, config: FitConfig) -> list[FlowEnsemble]:
+    """The ensemble; for the crossfit loss, its members in two groups.
+
+    The groups' gradient errors are nearly independent (two members trained on the same stars
+    correlate at only 0.3-0.4, ``benchmarks/RESULTS.md``), which is what the crossfit loss
+    needs; flows trained on disjoint halves of the stars were measured to do no better.
+    """
+    if not config.crossfit:
+        return [ens]
+    half = ens.k // 2
+    return [ens.subset(range(half)), ens.subset(range(half, ens.k))]
 
 
 def draw_cbe_points(
@@ -380,32 +393,26 @@ def _fit(
     ckpt_dir = run.path / "checkpoints"
 
     with stages("flows"):
-        everything = np.arange(len(stars.eta))
-        parts = split_rows(everything, 0.5, seed + 7) if config.crossfit else (everything,)
-        k = config.n_flows // len(parts)
-        std = stars.summary.standardization()
-        ensembles = []
-        for i, rows in enumerate(parts):
-            name = "flows" if i == 0 else "flows_b"
-            ens = FlowEnsemble(std, k, config.flow).to(device)
-            own = ens.fit(
-                stars.eta,
-                config.flow_training,
-                seed + 1000 * i,
-                progress,
-                members=job.shard(k),
-                rows=rows,
-                checkpoints=lambda m, name=name: Checkpoint(
-                    ckpt_dir, f"{name}.member{m}", policy.flow_epochs, policy.seconds
-                ),
-            )
-            histories = _share_members(ens, own)
-            if job.is_main:
-                run.save_flows(ens, name, {"histories": histories})
-            ensembles.append(ens)
+        ens = FlowEnsemble(stars.summary.standardization(), config.n_flows, config.flow)
+        ens = ens.to(device)
+        own = ens.fit(
+            stars.eta,
+            config.flow_training,
+            seed,
+            progress,
+            members=job.shard(config.n_flows),
+            checkpoints=lambda m: Checkpoint(
+                ckpt_dir, f"flows.member{m}", policy.flow_epochs, policy.seconds
+            ),
+        )
+        histories = _share_members(ens, own)
+        if job.is_main:
+            run.save_flows(ens, "flows", {"histories": histories})
 
     with stages("points"):
-        points, point_report = draw_cbe_points(ensembles, config.n_points, region, seed + 3)
+        points, point_report = draw_cbe_points(
+            _gradient_sources(ens, config), config.n_points, region, seed + 3
+        )
 
     with stages("potential"):
         ckpt = Checkpoint(ckpt_dir, "potential", policy.potential_steps, policy.seconds)
@@ -420,7 +427,7 @@ def _fit(
     if config.potential.replicates:
         with stages("replicates"):
             replicates = _fit_replicates(
-                net, ensembles, stars.summary, points, region, config, seed, device, progress
+                net, ens, stars.summary, points, region, config, seed, device, progress
             )
             if job.is_main:
                 run.save_replicates(replicates)
@@ -428,11 +435,11 @@ def _fit(
     metrics: dict = {"points": point_report, "n_stars": len(stars.eta)}
     if job.is_main:
         # evaluation and figures are small; compare/plots work on CPU tensors and numpy
-        net, ensembles = net.cpu(), [e.cpu() for e in ensembles]
+        net, ens = net.cpu(), ens.cpu()
         replicates = [r.cpu() for r in replicates]
         if truth is not None:
             with stages("evaluate"):
-                metrics.update(score_against_truth(net, ensembles, truth, seed, replicates))
+                metrics.update(score_against_truth(net, ens, truth, seed, replicates))
         if figures:
             with stages("figures"):
                 from .plots import run_figures
@@ -440,7 +447,7 @@ def _fit(
                 run_figures(
                     run.path / "figures",
                     net,
-                    ensembles[0],
+                    ens,
                     stars.summary,
                     truth,
                     seed,
@@ -471,7 +478,7 @@ def _jeans_moments(
 
 def _fit_replicates(
     net,
-    ensembles: list[FlowEnsemble],
+    ens: FlowEnsemble,
     stars: PhaseSpace,
     points: CBEPoints,
     region: dict,
@@ -482,14 +489,16 @@ def _fit_replicates(
 ) -> list:
     """Bootstrap replicates of the potential (:mod:`~deeppot_galpy.potential.replicates`).
 
-    Replicate b draws its CBE points from member b of each ensemble (cycling), and its Jeans
-    moments from a bootstrap resample of the stars.
+    Replicate b draws its CBE points from flow member b (cycling) with that member's
+    gradients, and its Jeans moments from a bootstrap resample of the stars. One member gives
+    one gradient estimate, so a crossfit fit's replicates use the ln f loss.
     """
     cfg = config.potential
+    if config.crossfit:
+        cfg = replace(cfg, loss="lnf")
 
     def sample(b: int) -> tuple[CBEPoints, JeansMoments | None]:
-        members = [e.member(b % e.k) for e in ensembles]
-        pts, _ = draw_cbe_points(members, config.n_points, region, seed + 100 + b)
+        pts, _ = draw_cbe_points([ens.subset([b % ens.k])], config.n_points, region, seed + 100 + b)
         rows = np.random.default_rng(seed + 200 + b).integers(0, len(stars), len(stars))
         resampled = PhaseSpace.from_eta(stars.eta[rows], stars.units, stars.meta)
         return pts, _jeans_moments(resampled, region, cfg, seed, device)
@@ -499,7 +508,7 @@ def _fit_replicates(
 
 def score_against_truth(
     net,
-    ensembles: list[FlowEnsemble],
+    ens: FlowEnsemble,
     truth: MockSystem,
     seed: int,
     replicates: list | None = None,
@@ -523,7 +532,7 @@ def score_against_truth(
         gx, gv = truth.grad_log_df(held_out.x, held_out.v)
     except NotImplementedError:
         return out
-    _, g = ensembles[0].log_prob_and_grad(held_out.eta[sel])
+    _, g = ens.log_prob_and_grad(held_out.eta[sel])
     out["df"] = gradient_errors(g, np.concatenate([gx, gv], axis=1)[sel])
     return out
 

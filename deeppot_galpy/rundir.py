@@ -222,7 +222,7 @@ class RunDir:
         return [net.eval() for net in nets]
 
     def save_flows(self, ens, name: str = "flows", extra: dict | None = None) -> None:
-        """Save a FlowEnsemble under NAME (``flows``; ``flows_b`` for a cross-fit's second)."""
+        """Save a FlowEnsemble under NAME (``flows``)."""
         meta = {"ensemble": ens.metadata()}
         meta.update(extra or {})
         self.save_module(name, ens, meta)

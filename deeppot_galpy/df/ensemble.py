@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -220,11 +220,11 @@ class FlowEnsemble(nn.Module):
     def device(self) -> torch.device:
         return self.members[0].mean.device
 
-    def member(self, k: int) -> FlowEnsemble:
-        """Member k alone, as a one-flow ensemble sharing its weights."""
-        one = FlowEnsemble(self.standardization, 1, self.config)
-        one.members[0] = self.members[k]
-        return one.eval()
+    def subset(self, members: Sequence[int]) -> FlowEnsemble:
+        """The listed members as an ensemble of their own, sharing their weights."""
+        out = FlowEnsemble(self.standardization, len(members), self.config)
+        out.members = nn.ModuleList(self.members[k] for k in members)
+        return out.eval()
 
     def metadata(self) -> dict:
         """What ``from_metadata`` needs to rebuild the architecture before loading weights."""

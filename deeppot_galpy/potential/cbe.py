@@ -16,8 +16,8 @@ the second term penalising negative densities. Here both terms are made dimensio
 potential's own scales (time :math:`L/\sigma_v`, phase-space volume), so one :math:`\lambda`
 serves N-body and Galactic units alike.
 
-``crossfit`` uses two independent estimates :math:`r_A, r_B` of the residual (from flows fitted
-to disjoint halves of the stars):
+``crossfit`` uses two independent estimates :math:`r_A, r_B` of the residual (from two groups
+of flow members, whose gradient errors are nearly independent):
 :math:`\langle\operatorname{asinh} r_A\,\operatorname{asinh} r_B\rangle`.
 Noise in :math:`\nabla_v \ln f` enters :math:`|r|^2` quadratically and biases the force low
 (attenuation); it averages out of the cross product when the two estimates' errors are

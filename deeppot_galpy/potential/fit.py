@@ -40,8 +40,8 @@ __all__ = ["CBEPoints", "PotentialTraining", "fit_potential", "point_scales"]
 class CBEPoints:
     """Phase-space points with grad ln f there: x, v, gx, gv (N, 3); logf (N,).
 
-    ``gx_b``, ``gv_b`` are an optional second, independent estimate of the gradients (from flows
-    fitted to other stars), used by the ``crossfit`` loss.
+    ``gx_b``, ``gv_b`` are an optional second, independent estimate of the gradients (from
+    other flow members), used by the ``crossfit`` loss.
     """
 
     x: np.ndarray
