@@ -163,27 +163,22 @@ class DeepPotential(Potential):
         return cls(net, Units.from_dict(meta["units"]), meta.get("region"), ro, vo, amp, device)
 
     @classmethod
-    def load_replicates(
-        cls,
-        run_dir: str | os.PathLike,
-        ro: float | Any = None,
-        vo: float | Any = None,
-        amp: float = 1.0,
-        device: str | torch.device = "cpu",
-    ) -> list[DeepPotential]:
+    def load_replicates(cls, run_dir: str | os.PathLike, **options: Any) -> list[DeepPotential]:
         """The run's bootstrap replicates (``potential_replicates``), [] if it has none.
 
-        Their spread is the fit's error bar: :func:`deeppot_galpy.uncertainty.error_bars`.
+        ``options`` are :meth:`load`'s (ro, vo, amp, device). Their spread is the fit's error
+        bar: :func:`deeppot_galpy.uncertainty.error_bars`.
         """
         from .rundir import RunDir
 
-        run = RunDir(run_dir)
-        meta = run.load_metadata("potential")
-        units = Units.from_dict(meta["units"])
-        return [
-            cls(net, units, meta.get("region"), ro, vo, amp, device)
-            for net in run.load_replicates()
-        ]
+        main = cls.load(run_dir, **options)
+        return [main._with_network(net) for net in RunDir(run_dir).load_replicates()]
+
+    def _with_network(self, net: PotentialNet) -> DeepPotential:
+        """This potential (units, region, ro, vo, amp, device) with another network."""
+        other = copy.copy(self)
+        other._set_network(net)
+        return other
 
     def _set_network(self, net: PotentialNet) -> None:
         # A private float64 copy: float32 forces are not the exact gradient of a float32
