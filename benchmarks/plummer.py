@@ -18,37 +18,40 @@ import hashlib
 import json
 import resource
 import time
+from itertools import pairwise
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from deeppot_galpy.compare import potential_metrics
 from deeppot_galpy.df import FlowConfig, FlowEnsemble, FlowTraining
 from deeppot_galpy.mocks import Plummer
-from deeppot_galpy.pipeline import draw_cbe_points, score_against_truth
+from deeppot_galpy.pipeline import draw_cbe_points, jeans_moments, score_against_truth
 from deeppot_galpy.potential import CBEPoints, PotentialTraining, fit_potential
 from deeppot_galpy.rundir import RunDir
 
 # name -> (flows: n_flows, split, FlowConfig kw, FlowTraining kw | None for truth; potential kw)
+_FLOWS4 = {"n_flows": 2, "split": "same", "flow": {"steps": 4}, "train": {"epochs": 40}}
+_FLOWS6 = {"n_flows": 2, "split": "same", "flow": {"steps": 6}, "train": {"epochs": 40}}
+_JEANS_OFF = {"jeans_weight": 0.0}
+_JEANS_PREVIOUS = {"jeans_functions": 192, "jeans_neighbours": 0.02}
 VARIANTS: dict[str, tuple[dict | None, dict]] = {
-    "truth": (None, {}),
-    "paper_1flow": ({"n_flows": 1, "split": "same", "train": {"epochs": 40}}, {}),
-    "default_2flows": ({"n_flows": 2, "split": "same", "train": {"epochs": 40}}, {}),
-    "f_space_loss": ({"n_flows": 2, "split": "same", "train": {"epochs": 40}}, {"loss": "f"}),
-    "crossfit_same": (
-        {"n_flows": 2, "split": "same", "train": {"epochs": 40}},
-        {"loss": "crossfit"},
-    ),
-    "crossfit_halves": (
-        {"n_flows": 2, "split": "halves", "train": {"epochs": 40}},
-        {"loss": "crossfit"},
-    ),
-    "ens4_e20": ({"n_flows": 4, "split": "same", "train": {"epochs": 20}}, {}),
-    "ens1_e80": ({"n_flows": 1, "split": "same", "train": {"epochs": 80}}, {}),
-    "ens2_bins16": (
-        {"n_flows": 2, "split": "same", "flow": {"bins": 16}, "train": {"epochs": 40}},
-        {},
-    ),
+    "truth": (None, _JEANS_OFF),
+    # the paper's method at demo size: flows of 4 steps, ln f loss, no Jeans term
+    "paper": (_FLOWS4, _JEANS_OFF),
+    "paper_f_space_loss": (_FLOWS4, {**_JEANS_OFF, "loss": "f"}),
+    "crossfit_same": (_FLOWS4, {**_JEANS_OFF, "loss": "crossfit"}),
+    "crossfit_halves": ({**_FLOWS4, "split": "halves"}, {**_JEANS_OFF, "loss": "crossfit"}),
+    "ens4_e20": ({**_FLOWS4, "n_flows": 4, "train": {"epochs": 20}}, _JEANS_OFF),
+    "ens2_bins16": ({**_FLOWS4, "flow": {"steps": 4, "bins": 16}}, _JEANS_OFF),
+    # the stars' Jeans moments: 192 functions of one scale, then 384 over a range of scales
+    "jeans192": (_FLOWS4, _JEANS_PREVIOUS),
+    "jeans384_range": (_FLOWS4, {}),
+    "jeans384_range_crossfit": (_FLOWS4, {"loss": "crossfit"}),
+    # deeper flows (6 coupling steps)
+    "flows6_jeans384": (_FLOWS6, {}),
+    "default": (_FLOWS6, {"loss": "crossfit"}),
 }
 
 
@@ -95,6 +98,26 @@ def merged(ensembles: list[FlowEnsemble]) -> FlowEnsemble:
     return out.eval()
 
 
+def implied_force_ratio(ens: FlowEnsemble, truth: Plummer, seed: int) -> list[float]:
+    """The flows' own radial force over the true one, median per radial bin (8 in 0.1-3).
+
+    For an isotropic f(E), grad_x ln f = (d ln f/dE) grad Phi and grad_v ln f = (d ln f/dE) v,
+    so a_r = -(r_hat . grad_x ln f) |v|^2 / (v . grad_v ln f): what the flows' gradients say
+    the force is, before any potential is fitted.
+    """
+    ps = truth.sample(2**14, seed + 123)
+    gx, gv = truth.grad_log_df(ps.x, ps.v)
+    _, g = ens.log_prob_and_grad(ps.eta)
+    rhat = ps.x / ps.r[:, None]
+
+    def a_r(grad_x, grad_v):
+        return -np.sum(grad_x * rhat, 1) * np.sum(ps.v**2, 1) / np.sum(grad_v * ps.v, 1)
+
+    ratio = a_r(g[:, :3], g[:, 3:]) / a_r(gx, gv)
+    edges = np.geomspace(0.1, 3.0, 9)
+    return [float(np.median(ratio[(ps.r >= lo) & (ps.r < hi)])) for lo, hi in pairwise(edges)]
+
+
 def run_variant(name: str, n_stars: int, n_points: int, steps: int, seed: int, cache: Path) -> dict:
     flows_spec, pot_kw = VARIANTS[name]
     truth = Plummer()
@@ -113,13 +136,15 @@ def run_variant(name: str, n_stars: int, n_points: int, steps: int, seed: int, c
         use = ensembles if pot_cfg.loss == "crossfit" else [ens]
         points, _ = draw_cbe_points(use, n_points, data.region(), seed + 3)
     t_points = time.perf_counter() - t0
-    net, hist = fit_potential(points, pot_cfg, seed + 5, progress=False)
+    jeans = jeans_moments(data, data.region(), pot_cfg, seed, "cpu")
+    net, hist = fit_potential(points, pot_cfg, seed + 5, progress=False, jeans=jeans)
     if ens is None:
         held = truth.sample(2**14, seed + 10_000).x
         scores = {"potential": potential_metrics(net, truth, held, r_range=truth.r_range)}
     else:
         scores = score_against_truth(net, ens, truth, seed)
     pot = scores["potential"]
+    implied = None if ens is None else implied_force_ratio(ens, truth, seed)
     return {
         "variant": name,
         "n_stars": n_stars,
@@ -130,6 +155,8 @@ def run_variant(name: str, n_stars: int, n_points: int, steps: int, seed: int, c
         "phi_err_median": pot["phi_err_median"],
         "force_bias_median": pot["force_bias_median"],
         "force_bias_max_bin": pot["force_bias_max_bin"],
+        "force_ratio_bins": pot["radial"]["force_ratio"],
+        "implied_force_ratio_bins": implied,
         "grad_v_lnf_err_median": scores.get("df", {}).get("grad_v_lnf_err_median"),
         "grad_x_lnf_err_median": scores.get("df", {}).get("grad_x_lnf_err_median"),
         "seconds_flows": round(t_flows, 1),
@@ -148,6 +175,7 @@ def markdown(rows: list[dict]) -> str:
         ("phi_err_median", "Phi err (med)", "{:.3%}"),
         ("force_bias_median", "bias |a|/|a_true|-1", "{:+.2%}"),
         ("force_bias_max_bin", "max bin bias", "{:.2%}"),
+        ("force_ratio_bins", "innermost bin ratio", "{0[0]:.3f}"),
         ("grad_v_lnf_err_median", "grad_v ln f err", "{:.1%}"),
         ("seconds_flows", "flows [s]", "{}"),
         ("seconds_potential", "potential [s]", "{}"),

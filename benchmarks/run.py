@@ -2,7 +2,7 @@
 
 For each mock: sample stars, run :func:`deeppot_galpy.pipeline.fit` (flows -> potential) at a
 chosen preset, score the learned potential against the truth on held-out stars, and fit the
-best parametric galpy potential of the right family to the SAME CBE points by the same loss
+best parametric galpy potential of the right family to the SAME CBE points by the ln f CBE loss
 (:func:`deeppot_galpy.baseline.fit_parametric`). Disks also get v_c(R) and K_z at the solar
 radius (:func:`deeppot_galpy.compare.disk_metrics`).
 
@@ -26,7 +26,6 @@ from deeppot_galpy.compare import disk_metrics, potential_metrics
 from deeppot_galpy.df import FlowTraining
 from deeppot_galpy.mocks import available_mocks, get_mock
 from deeppot_galpy.pipeline import PRESETS, draw_cbe_points, fit
-from deeppot_galpy.potential import PotentialTraining
 from deeppot_galpy.rundir import RunDir, software_versions
 
 # the parametric family a classical analysis would fit to each system
@@ -44,7 +43,7 @@ SIZES = {
         PRESETS["default"],
         n_stars=2**16,
         flow_training=FlowTraining(epochs=30, batch_size=4096),
-        potential=PotentialTraining(steps=2000),
+        potential=replace(PRESETS["default"].potential, steps=2000, time_budget_s=None),
     ),
     "default": PRESETS["default"],
 }
@@ -127,7 +126,8 @@ def markdown(rows: list[dict], size: str) -> str:
         f"Settings: size `{size}`: {cfg.n_stars} stars, {cfg.n_flows} flows x "
         f"{cfg.flow_training.epochs} epochs, {cfg.n_points} CBE points, {cfg.potential.steps} "
         f"potential steps ({cfg.potential.loss} loss); the baseline is fitted to 2^14 of the same "
-        "kind of CBE points by the same loss. Errors on held-out true stars inside each "
+        "kind of CBE points by the ln f CBE loss (no Jeans term). Errors on held-out true stars "
+        "inside each "
         f"system's r_range. Versions: {versions}.",
     ]
     return "\n".join(lines)

@@ -1,7 +1,7 @@
 """The Deep Potential pipeline, stage by stage, writing a run directory.
 
-    PhaseSpace -> FlowEnsemble(s) (f) -> points drawn from f with grad ln f -> PotentialNet (Phi)
-        -> run directory (weights, metadata, metrics, figures)
+    PhaseSpace -> FlowEnsemble (f) -> points drawn from f with grad ln f -> PotentialNet (Phi)
+        -> bootstrap replicates of Phi (error bars) -> run directory (weights, metrics, figures)
 
 ``fit`` runs the stages on any :class:`~deeppot_galpy.phasespace.PhaseSpace`, or on an (N, 6)
 array memory-mapped from a ``.npy`` file for catalogs too large to copy; ``run_demo`` feeds it
@@ -12,7 +12,8 @@ metrics.
 Resumable: each training loop checkpoints into ``RUN_DIR/checkpoints``
 (:mod:`deeppot_galpy.checkpoint`); ``resume=True`` continues a killed run from there, after
 checking that config, seed and data are those the run was started with. Finished flow members
-are loaded, not retrained; the CBE points are deterministic and simply drawn again.
+are loaded, not retrained; the CBE points are deterministic and simply drawn again, and so
+are the replicates (refitted after a resume: each takes a fraction of the main fit's time).
 
 Distributed: under torchrun, or :func:`deeppot_galpy.distributed.launch`, the stages are
 shared among the processes (:mod:`deeppot_galpy.distributed`) and rank 0 writes the run
@@ -47,7 +48,15 @@ from .potential.replicates import fit_replicates, replicate_spread
 from .rundir import RunDir, software_versions
 from .units import Units
 
-__all__ = ["FitConfig", "PRESETS", "draw_cbe_points", "fit", "fit_catalog", "run_demo"]
+__all__ = [
+    "FitConfig",
+    "PRESETS",
+    "draw_cbe_points",
+    "fit",
+    "fit_catalog",
+    "jeans_moments",
+    "run_demo",
+]
 
 
 @dataclass(frozen=True)
@@ -102,7 +111,9 @@ PRESETS: dict[str, FitConfig] = {
         n_flows=2,
         flow_training=FlowTraining(epochs=40, batch_size=4096, time_budget_s=300),
         n_points=2**15,
-        potential=PotentialTraining(steps=3000, time_budget_s=240),
+        potential=PotentialTraining(
+            steps=3000, time_budget_s=240, loss="crossfit", replicates=4, replicate_steps=500
+        ),
     ),
     # the paper's numbers (2^17 stars, 2^15 points); sized for a GPU
     "paper": FitConfig(
@@ -416,7 +427,7 @@ def _fit(
 
     with stages("potential"):
         ckpt = Checkpoint(ckpt_dir, "potential", policy.potential_steps, policy.seconds)
-        jeans = _jeans_moments(stars.summary, region, config.potential, seed, device)
+        jeans = jeans_moments(stars.summary, region, config.potential, seed, device)
         net, pot_history = fit_potential(
             points, config.potential, seed + 5, device, progress, checkpoint=ckpt, jeans=jeans
         )
@@ -459,7 +470,7 @@ def _fit(
     return distributed.broadcast_json(metrics)
 
 
-def _jeans_moments(
+def jeans_moments(
     stars: PhaseSpace, region: dict, cfg: PotentialTraining, seed: int, device: str
 ) -> JeansMoments | None:
     """The stars' weak-form Jeans moments for the potential fit, or None if switched off."""
@@ -501,7 +512,7 @@ def _fit_replicates(
         pts, _ = draw_cbe_points([ens.subset([b % ens.k])], config.n_points, region, seed + 100 + b)
         rows = np.random.default_rng(seed + 200 + b).integers(0, len(stars), len(stars))
         resampled = PhaseSpace.from_eta(stars.eta[rows], stars.units, stars.meta)
-        return pts, _jeans_moments(resampled, region, cfg, seed, device)
+        return pts, jeans_moments(resampled, region, cfg, seed, device)
 
     return fit_replicates(net, sample, cfg, points.x, seed + 300, device, progress)
 

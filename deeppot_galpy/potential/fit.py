@@ -87,8 +87,8 @@ class PotentialTraining:
     # weak-form Jeans moments of the stars (potential/jeans.py): weight (0 = off), test
     # functions, their width as a star-neighbour fraction, and stars per step
     jeans_weight: float = 10.0
-    jeans_functions: int = 192
-    jeans_neighbours: float | tuple[float, float] = 0.02  # a (min, max) range mixes scales
+    jeans_functions: int = 384
+    jeans_neighbours: float | tuple[float, float] = (0.002, 0.02)  # (min, max): mixed scales
     jeans_batch: int = 512
     # bootstrap replicates for error bars (potential/replicates.py): how many (0 = none), and
     # the steps each is refitted for, starting from the main fit
