@@ -244,9 +244,13 @@ def plot_error_bars(path, net, replicates, data, truth=None, seed: int = 0) -> N
     sigma = np.std(
         [_shell_profiles(as_field(n, G), center, r, seed) for n in replicates], axis=0, ddof=1
     )
+    # where the stars thin out, the replicates share the extrapolation and the bands shrink
+    r90, r99 = np.percentile(np.linalg.norm(data.x - center, axis=1), [90, 99])
     fig = Figure(figsize=(11, 4.2), layout="constrained")
     ax = fig.subplots(1, 2)
     for i, (a, label) in enumerate(((ax[0], "$v_c$" + uv), (ax[1], "density" + ud))):
+        a.axvline(r90, color="0.4", ls=":", lw=1, label="90% / 99% of the stars inside")
+        a.axvline(r99, color="0.4", ls=":", lw=1)
         for k, alpha in ((2, 0.2), (1, 0.35)):
             a.fill_between(
                 r,
