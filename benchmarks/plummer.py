@@ -173,7 +173,7 @@ def markdown(rows: list[dict]) -> str:
         ("force_err_p90", "force err (p90)", "{:.2%}"),
         ("density_err_median", "density err (med)", "{:.2%}"),
         ("phi_err_median", "Phi err (med)", "{:.3%}"),
-        ("force_bias_median", "bias |a|/|a_true|-1", "{:+.2%}"),
+        ("force_bias_median", "bias (median a/a_true - 1)", "{:+.2%}"),
         ("force_bias_max_bin", "max bin bias", "{:.2%}"),
         ("force_ratio_bins", "innermost bin ratio", "{0[0]:.3f}"),
         ("grad_v_lnf_err_median", "grad_v ln f err", "{:.1%}"),
