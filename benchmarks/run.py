@@ -65,6 +65,7 @@ def run_system(name: str, size: str, out: Path, seed: int) -> dict:
         "n_stars": len(data),
         "deep": metrics["potential"],
         "timing": metrics["timing"],
+        "coverage": metrics.get("coverage", {}),
         "sample_seconds": round(t_sample, 1),
     }
     if hasattr(truth, "solar_radius"):
@@ -91,9 +92,10 @@ def _pct(d: dict, key: str, fmt: str = "{:.2%}") -> str:
 def markdown(rows: list[dict], size: str) -> str:
     head = (
         "| system | method | force err (med / p90) | density err (med) | Phi err (med) "
-        "| force bias | v_c err (med) | K_z err (med) | fit [s] | peak RSS [MB] |"
+        "| force bias | v_c err (med) | K_z err (med) | force within 1 sigma | fit [s] "
+        "| peak RSS [MB] |"
     )
-    lines = [head, "|" + "---|" * 10]
+    lines = [head, "|" + "---|" * 11]
     for r in rows:
         name = r["system"]
         seconds = r["timing"]["seconds"]
@@ -112,11 +114,13 @@ def markdown(rows: list[dict], size: str) -> str:
             ),
         )
         for label, m, d, secs in methods:
+            c = r["coverage"].get("force", {}) if label == "Deep Potential" else {}
             lines.append(
                 f"| {name} | {label} | {m['force_err_median']:.2%} / {m['force_err_p90']:.2%} "
                 f"| {_pct(m, 'density_err_median')} | {_pct(m, 'phi_err_median', '{:.3%}')} "
                 f"| {_pct(m, 'force_bias_median', '{:+.2%}')} | {_pct(d, 'vc_err_median')} "
-                f"| {_pct(d, 'kz_err_median')} | {secs:.0f} "
+                f"| {_pct(d, 'kz_err_median')} | {_pct(c, 'within_1sigma', '{:.0%}')} "
+                f"| {secs:.0f} "
                 f"| {r['timing']['peak_rss_mb'] if label == 'Deep Potential' else '-'} |"
             )
     cfg = SIZES[size]
