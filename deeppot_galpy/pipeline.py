@@ -115,13 +115,16 @@ PRESETS: dict[str, FitConfig] = {
             steps=3000, time_budget_s=240, loss="crossfit", replicates=4, replicate_steps=500
         ),
     ),
-    # the paper's numbers (2^17 stars, 2^15 points); sized for a GPU
+    # the paper's sizes (2^17 stars, 8 flows, 2^15 points, long training) with the default's
+    # method; sized for a GPU
     "paper": FitConfig(
         n_stars=2**17,
         n_flows=8,
         flow_training=FlowTraining(epochs=200, batch_size=4096),
         n_points=2**15,
-        potential=PotentialTraining(steps=20000, batch_size=2048),
+        potential=PotentialTraining(
+            steps=20000, batch_size=2048, loss="crossfit", replicates=4, replicate_steps=2000
+        ),
     ),
 }
 
