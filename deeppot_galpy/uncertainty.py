@@ -15,9 +15,10 @@ its mean over the data (the zero point every replicate shares).
 
     >>> pot = DeepPotential.load(run, ro=8.0, vo=220.0)
     >>> reps = DeepPotential.load_replicates(run, ro=8.0, vo=220.0)
-    >>> bars = error_bars(reps, R=np.linspace(4, 12, 9) * u.kpc, z=0.0 * u.kpc)
+    >>> R = np.linspace(4, 12, 9) * u.kpc
+    >>> bars = error_bars(reps, R, z=0.0 * u.kpc)
     >>> pot.vcirc(R, phi=0.0), bars["vcirc"]          # value and 1 sigma, in km/s
-    >>> error_bars(reps, R, z, quantity=True)         # the same as astropy Quantities
+    >>> error_bars(reps, R, quantity=True)            # the same as astropy Quantities
 """
 
 from __future__ import annotations
