@@ -14,11 +14,11 @@ Prints one JSON record per system and a Markdown table (``--markdown FILE`` writ
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import replace
 from pathlib import Path
 
 import torch
+from report import report
 from run import SIZES
 
 from deeppot_galpy.mocks import get_mock
@@ -74,14 +74,12 @@ def main() -> None:
     p.add_argument("--markdown", help="write the Markdown table here")
     args = p.parse_args()
     torch.set_num_threads(1)
-    rows = []
-    for name in args.systems.split(","):
-        rows.append(run_system(name, args.size, args.replicates, Path(args.out), args.seed))
-        print(json.dumps(rows[-1]), flush=True)
-    table = markdown(rows)
-    print(table)
-    if args.markdown:
-        Path(args.markdown).write_text(table + "\n")
+    report(
+        args.systems.split(","),
+        lambda name: run_system(name, args.size, args.replicates, Path(args.out), args.seed),
+        markdown,
+        args.markdown,
+    )
 
 
 if __name__ == "__main__":

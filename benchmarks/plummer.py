@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from report import report
 
 from deeppot_galpy.compare import potential_metrics
 from deeppot_galpy.df import FlowConfig, FlowEnsemble, FlowTraining
@@ -200,17 +201,14 @@ def main() -> None:
     p.add_argument("--markdown", help="write the Markdown table here")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    rows = []
-    for name in args.variants.split(","):
-        row = run_variant(
+    report(
+        args.variants.split(","),
+        lambda name: run_variant(
             name, args.n_stars, args.n_points, args.steps, args.seed, Path(args.cache)
-        )
-        print(json.dumps(row), flush=True)
-        rows.append(row)
-    table = markdown(rows)
-    print(table)
-    if args.markdown:
-        Path(args.markdown).write_text(table + "\n")
+        ),
+        markdown,
+        args.markdown,
+    )
 
 
 if __name__ == "__main__":

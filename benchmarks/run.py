@@ -14,12 +14,12 @@ Prints one JSON record per system and a Markdown table with the versions and set
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import torch
+from report import report
 
 from deeppot_galpy.baseline import fit_parametric
 from deeppot_galpy.compare import disk_metrics, potential_metrics
@@ -147,15 +147,12 @@ def main() -> None:
     p.add_argument("--markdown", help="write the Markdown table here")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    rows = []
-    for name in args.systems.split(","):
-        row = run_system(name, args.size, Path(args.out), args.seed)
-        print(json.dumps(row, default=float), flush=True)
-        rows.append(row)
-    table = markdown(rows, args.size)
-    print(table)
-    if args.markdown:
-        Path(args.markdown).write_text(table + "\n")
+    report(
+        args.systems.split(","),
+        lambda name: run_system(name, args.size, Path(args.out), args.seed),
+        lambda rows: markdown(rows, args.size),
+        args.markdown,
+    )
 
 
 if __name__ == "__main__":
