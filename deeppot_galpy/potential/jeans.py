@@ -19,23 +19,36 @@ inside the stars' region. Smaller functions reach further into a core, where a w
 centred near the middle averages a force that changes sign; they are noisier, being sums
 over fewer stars.
 
+``velocity`` replaces the factor :math:`v_j` by other families of velocity factors
+:math:`h_{mk}(\vec v)` (:mod:`~deeppot_galpy.potential.weakform`: third moments, Gaussian
+velocity windows), each giving :math:`\langle\psi_m\nabla_v h_{mk}\cdot\nabla\Phi\rangle_\star
+= \langle h_{mk}\,\vec v\cdot\nabla\psi_m\rangle_\star`; the default ``"linear"`` is the
+equation above.
+
 The loss is the cross product of two independent minibatch estimates of the violation,
-:math:`\sum_{m,j} (B^{(1)}_{mj} - A_{mj})(B^{(2)}_{mj} - A_{mj}) / \sum_{m,j} A_{mj}^2`, which is
-unbiased for the squared violation (a single estimate's square would add its variance).
+:math:`\sum_{m,k} (B^{(1)}_{mk} - A_{mk})(B^{(2)}_{mk} - A_{mk}) / \sum_{m,k} A_{mk}^2`, which is
+unbiased for the squared violation (a single estimate's square would add its variance); with
+several families, the sum of one such ratio per family (each family weighs the same).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 from scipy.spatial import cKDTree
 from torch import Tensor
 
+from .weakform import parse_families
+
 __all__ = ["JeansMoments"]
+
+_CHUNK = 4096  # stars per pass when precomputing: (chunk x functions x factors) floats
 
 
 class JeansMoments:
-    """Precomputed Jeans moments A_mj over (a subsample of) the stars, and the loss term."""
+    """Precomputed weak-form moments A_mk over (a subsample of) the stars, and the loss term."""
 
     def __init__(
         self,
@@ -47,7 +60,9 @@ class JeansMoments:
         neighbours: float | tuple[float, float] = 0.02,
         seed: int = 0,
         device: str | torch.device = "cpu",
+        velocity: str | Sequence[str] = "linear",
     ):
+        self.families = parse_families(velocity)
         rng = np.random.default_rng(seed)
         idx = np.sort(rng.choice(len(x), min(n_stars, len(x)), replace=False))
         x, v = np.asarray(x[idx], dtype=np.float64), np.asarray(v[idx], dtype=np.float64)
@@ -64,23 +79,54 @@ class JeansMoments:
         self.centers, self.widths = cand[inside][:n_functions], width[inside][:n_functions]
         if len(self.centers) < 8:
             raise ValueError("too few Jeans test functions fit inside the stars' region")
-        A = np.zeros((len(self.centers), 3))
-        for lo in range(0, len(x), 8192):  # chunks: the (N, M, 3) offsets would not fit at 2^21
-            d = x[lo : lo + 8192, None, :] - self.centers[None]
-            p = np.exp(-0.5 * np.sum(d**2, -1) / self.widths**2)
-            vdg = -np.einsum("nk,nmk->nm", v[lo : lo + 8192], d) * p / self.widths**2
-            A += np.einsum("nj,nm->mj", v[lo : lo + 8192], vdg)
+        self._c = torch.as_tensor(self.centers, dtype=torch.float64)
+        self._inv_w2 = torch.as_tensor(self.widths**-2.0, dtype=torch.float64)
+        xs, vs = torch.as_tensor(x), torch.as_tensor(v)
+        # each function's velocity frame: the psi-weighted mean velocity and rms dispersion
+        mom = torch.zeros(len(self.centers), 5, dtype=torch.float64)  # sums of psi (1, v, v^2)
+        for lo in range(0, len(x), _CHUNK):
+            vc = vs[lo : lo + _CHUNK]
+            powers = torch.cat(
+                [torch.ones_like(vc[:, :1]), vc, vc.square().sum(1, keepdim=True)], 1
+            )
+            mom += self.psi(xs[lo : lo + _CHUNK]).T @ powers
+        self._u = mom[:, 1:4] / mom[:, :1]
+        self._s = torch.sqrt((mom[:, 4] / mom[:, 0] - self._u.square().sum(1)).clamp(min=0.0) / 3)
+        # A_mk = < h_mk v . grad psi_m >, grad psi_m = -psi_m (x - c_m) / w_m^2
+        A = [torch.zeros(len(self.centers), f.size, dtype=torch.float64) for f in self.families]
+        for lo in range(0, len(x), _CHUNK):
+            xc, vc = xs[lo : lo + _CHUNK], vs[lo : lo + _CHUNK]
+            d = xc.unsqueeze(1) - self._c
+            vdg = -torch.einsum("nk,nmk->nm", vc, d) * self.psi(xc) * self._inv_w2
+            w = self._relative(vc)
+            for a, fam in zip(A, self.families, strict=True):
+                a += torch.einsum("nmk,nm->mk", fam.value(vc, w, self._s), vdg)
+        self.A = [(a / len(x)).to(device, torch.float32) for a in A]
+        self.norm = [float(a.square().sum()) for a in self.A]
         self.x = torch.as_tensor(x, dtype=torch.float32, device=device)
-        self.A = torch.as_tensor(A / len(x), dtype=torch.float32, device=device)
-        self.norm = float(torch.sum(self.A**2))
-        self._c = torch.as_tensor(self.centers, dtype=torch.float32, device=device)
-        self._inv_w2 = torch.as_tensor(self.widths**-2.0, dtype=torch.float32, device=device)
+        self.v = torch.as_tensor(v, dtype=torch.float32, device=device)
+        self._c, self._inv_w2, self._u, self._s = (
+            t.to(device, torch.float32) for t in (self._c, self._inv_w2, self._u, self._s)
+        )
 
     def psi(self, x: Tensor) -> Tensor:
         """The test functions at x (N, 3) -> (N, M), computed when needed (not stored for all
         the stars: N x M floats would dominate the memory of a fit with many functions)."""
         d2 = (x.unsqueeze(1) - self._c).square().sum(-1)
         return torch.exp(-0.5 * d2 * self._inv_w2)
+
+    def _relative(self, v: Tensor) -> Tensor:
+        """Velocities in each function's frame, (v - u_m) / s_m: (N, M, 3)."""
+        return (v.unsqueeze(1) - self._u) / self._s[:, None]
+
+    def _moments(self, grad_phi: Tensor, idx: Tensor) -> list[Tensor]:
+        """Per family, < psi_m grad_v h_mk . grad Phi > over the stars ``idx``: (M, size)."""
+        psi, v = self.psi(self.x[idx]), self.v[idx]
+        w = self._relative(v)
+        return [
+            torch.einsum("nm,nmk->mk", psi, fam.project(w, grad_phi)) / len(idx)
+            for fam in self.families
+        ]
 
     def __len__(self) -> int:
         return len(self.x)
@@ -93,16 +139,24 @@ class JeansMoments:
     def loss(self, grad_phi: Tensor, idx: Tensor) -> Tensor:
         """Unbiased squared relative violation from grad Phi at the stars ``idx`` (see draw)."""
         half = len(idx) // 2
-        psi = self.psi(self.x[idx])
-        b1 = psi[:half].T @ grad_phi[:half] / half
-        b2 = psi[half:].T @ grad_phi[half:] / (len(idx) - half)
-        return ((b1 - self.A) * (b2 - self.A)).sum() / self.norm
+        b1 = self._moments(grad_phi[:half], idx[:half])
+        b2 = self._moments(grad_phi[half:], idx[half:])
+        return sum(
+            ((p - a) * (q - a)).sum() / n
+            for p, q, a, n in zip(b1, b2, self.A, self.norm, strict=True)
+        )
 
     def violation(self, grad_phi: np.ndarray) -> float:
-        """Relative rms violation for grad Phi evaluated at all of this object's stars."""
-        B = sum(
-            self.psi(self.x[lo : lo + 8192]).T.double().cpu().numpy() @ grad_phi[lo : lo + 8192]
-            for lo in range(0, len(self.x), 8192)
-        ) / len(grad_phi)
-        A = self.A.double().cpu().numpy()
-        return float(np.sqrt(np.sum((B - A) ** 2) / np.sum(A**2)))
+        """Relative rms violation for grad Phi evaluated at all of this object's stars (the
+        mean over families of the squared relative violation, square-rooted)."""
+        g = torch.as_tensor(grad_phi, dtype=torch.float32, device=self.x.device)
+        B = [torch.zeros_like(a, dtype=torch.float64) for a in self.A]
+        for lo in range(0, len(self.x), _CHUNK):
+            idx = torch.arange(lo, min(lo + _CHUNK, len(self.x)), device=self.x.device)
+            for b, part in zip(B, self._moments(g[idx], idx), strict=True):
+                b += part.double() * len(idx)
+        ratios = [
+            float(((b / len(self.x) - a.double()) ** 2).sum()) / n
+            for b, a, n in zip(B, self.A, self.norm, strict=True)
+        ]
+        return float(np.sqrt(np.mean(ratios)))
