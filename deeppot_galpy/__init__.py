@@ -5,27 +5,42 @@ normalizing flows, then the potential Phi(x) that makes f stationary under the c
 Boltzmann equation, and hand Phi to galpy.
 
     catalog / SkyCoord / mock -> PhaseSpace -> FlowEnsemble -> fit_potential -> DeepPotential
+
+The public names are imported on first use (PEP 562), so ``import deeppot_galpy.df`` loads torch
+and zuko only, not galpy, astropy or the pipeline.
 """
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
 
 __version__ = "0.1.0"
 
-from .df import FlowEnsemble  # noqa: E402
-from .galpy_potential import DeepPotential  # noqa: E402
-from .phasespace import PhaseSpace, Standardization  # noqa: E402
-from .pipeline import fit, fit_catalog, run_demo  # noqa: E402
-from .potential import PotentialNet, fit_potential  # noqa: E402
-from .units import Units  # noqa: E402
+# public name -> the submodule that defines it
+_PUBLIC = {
+    "DeepPotential": "galpy_potential",
+    "FlowEnsemble": "df",
+    "PhaseSpace": "phasespace",
+    "PotentialNet": "potential",
+    "Standardization": "phasespace",
+    "Units": "units",
+    "fit": "pipeline",
+    "fit_catalog": "pipeline",
+    "fit_potential": "potential",
+    "run_demo": "pipeline",
+}
 
-__all__ = [
-    "DeepPotential",
-    "FlowEnsemble",
-    "PhaseSpace",
-    "PotentialNet",
-    "Standardization",
-    "Units",
-    "__version__",
-    "fit",
-    "fit_catalog",
-    "fit_potential",
-    "run_demo",
-]
+__all__ = sorted(["__version__", *_PUBLIC])
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _PUBLIC:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f".{_PUBLIC[name]}", __name__), name)
+    globals()[name] = value  # cache: later look-ups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC))

@@ -17,7 +17,7 @@ temporary file, fsync, rename), replace the record (the commit point), then dele
 tensors file. A reader always finds a complete checkpoint, the old one or the new one;
 leftovers (temporary files, an uncommitted tensors file) are swept by :func:`clean_stale`.
 Loading checks both hashes, so a truncated or edited checkpoint raises
-:class:`~deeppot_galpy.rundir.ModelFileError` instead of silently restarting from zero.
+:class:`~deeppot_galpy.storage.ModelFileError` instead of silently restarting from zero.
 
 :func:`check_resume` compares what defines a run (config, seed, data hash, units, frame, cuts)
 with the record in ``run.json`` and refuses, naming every difference, to continue a run with
@@ -36,7 +36,14 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from .rundir import ModelFileError, atomic_write_bytes, read_tensors, write_tensors
+from .storage import (
+    FORMAT_VERSION,
+    ModelFileError,
+    atomic_write_bytes,
+    read_json,
+    read_tensors,
+    write_tensors,
+)
 
 __all__ = [
     "Checkpoint",
@@ -47,8 +54,6 @@ __all__ = [
     "restore_training_state",
     "training_state",
 ]
-
-FORMAT_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -134,10 +139,7 @@ class Checkpoint:
         if not path.exists():
             return None
         hint = f"delete {path} (and its tensors file) to redo this stage from zero"
-        try:
-            record = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ModelFileError(f"checkpoint {path} is not valid JSON ({exc}); {hint}") from exc
+        record = read_json(path, hint)
         if not isinstance(record, dict) or record.get("format_version") != FORMAT_VERSION:
             raise ModelFileError(f"{path} is not a deeppot checkpoint of format {FORMAT_VERSION}")
         if _record_hash(record) != record.get("record_sha256"):

@@ -14,22 +14,29 @@ Layout (``deeppot demo`` and ``deeppot fit`` write the same)::
 Weights are stored with ``safetensors`` (no code execution on load); each ``NAME.json`` records
 the architecture and the SHA-256 of its weights file, so a corrupt, truncated or mismatched
 file is reported as such instead of loading garbage. Every file is written atomically (temporary
-file, fsync, rename), so a crash never leaves a half-written file under a final name.
+file, fsync, rename), so a crash never leaves a half-written file under a final name. Those
+primitives live in :mod:`~deeppot_galpy.storage`; this module adds the layout and the models.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import tempfile
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load as st_load
-from safetensors.torch import save as st_save
+
+# the storage primitives are re-exported: callers have imported them from here
+from .storage import (
+    FORMAT_VERSION,
+    ModelFileError,
+    atomic_write_bytes,
+    read_json,
+    read_tensors,
+    write_json,
+    write_tensors,
+)
 
 __all__ = [
     "ModelFileError",
@@ -39,56 +46,6 @@ __all__ = [
     "software_versions",
     "write_tensors",
 ]
-
-FORMAT_VERSION = 1
-
-
-class ModelFileError(RuntimeError):
-    """A model file is missing, corrupt, or does not match its metadata."""
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a mix."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def write_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor]) -> str:
-    """Save ``tensors`` to a safetensors file atomically; returns the file's SHA-256."""
-    blob = st_save({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
-    atomic_write_bytes(path, blob)
-    return hashlib.sha256(blob).hexdigest()
-
-
-def read_tensors(path: str | os.PathLike, sha256: str, recorded_in: str) -> dict[str, torch.Tensor]:
-    """Load a safetensors file after checking it against the hash recorded in ``recorded_in``."""
-    path = Path(path)
-    if not path.exists():
-        raise ModelFileError(f"{path} is missing")
-    blob = path.read_bytes()
-    if hashlib.sha256(blob).hexdigest() != sha256:
-        raise ModelFileError(
-            f"{path} does not match the hash recorded in {recorded_in}: the file is "
-            "corrupt, truncated, or from another run"
-        )
-    try:
-        return st_load(blob)
-    except SafetensorError as exc:
-        raise ModelFileError(f"{path} is not a valid safetensors file: {exc}") from exc
 
 
 def software_versions() -> dict[str, str]:
@@ -100,10 +57,10 @@ def software_versions() -> dict[str, str]:
     import numpy
     import zuko
 
-    from . import __version__
-
     return {
-        "deeppot_galpy": __version__,
+        # the installed distribution's version, not the package's __init__: this module sits
+        # below the package's front door and must not import it
+        "deeppot_galpy": version("deeppot-galpy"),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "zuko": zuko.__version__,
@@ -128,17 +85,14 @@ class RunDir:
 
     def write_json(self, name: str, obj: Any) -> Path:
         p = self.path / f"{name}.json"
-        atomic_write_bytes(p, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+        write_json(p, obj)
         return p
 
     def read_json(self, name: str) -> dict:
         p = self.path / f"{name}.json"
         if not p.exists():
             raise ModelFileError(f"{p} is missing: is {self.path} a deeppot run directory?")
-        try:
-            return json.loads(p.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ModelFileError(f"{p} is not valid JSON ({exc}); the file is corrupt") from exc
+        return read_json(p)
 
     def has(self, name: str) -> bool:
         return (self.path / f"{name}.safetensors").exists() and (

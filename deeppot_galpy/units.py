@@ -17,9 +17,13 @@ Two systems cover the package's uses:
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
-import astropy.units as u
-from astropy.constants import G as _G
+if TYPE_CHECKING:
+    import astropy.units as u
+
+# astropy is imported inside the methods that need it: PhaseSpace carries Units into the flows'
+# training, and the torch-only path (df/, potential/) must not load the astronomy stack
 
 __all__ = ["Units"]
 
@@ -45,7 +49,10 @@ class Units:
     @classmethod
     def galactic(cls) -> Units:
         """kpc, km/s and Msun; G in kpc (km/s)^2 / Msun."""
-        g = _G.to_value(u.kpc * (u.km / u.s) ** 2 / u.Msun)
+        import astropy.units as u
+        from astropy.constants import G
+
+        g = G.to_value(u.kpc * (u.km / u.s) ** 2 / u.Msun)
         return cls(length="kpc", velocity="km/s", mass="Msun", G=float(g))
 
     @property
@@ -58,6 +65,8 @@ class Units:
         ``kind`` is one of ``length``, ``velocity``, ``potential``, ``acceleration``,
         ``density``, ``mass``, ``time``.
         """
+        import astropy.units as u
+
         if not self.is_physical:
             return u.dimensionless_unscaled
         L, V, M = u.Unit(self.length), u.Unit(self.velocity), u.Unit(self.mass)
@@ -94,6 +103,8 @@ class Units:
         """
         if not self.is_physical:
             return 1.0, 1.0
+        import astropy.units as u
+
         lf = (ro * u.kpc).to_value(self.length)
         vf = (vo * u.km / u.s).to_value(self.velocity)
         return float(lf), float(vf)
