@@ -36,9 +36,11 @@ __all__ = [
     "MOCK_MODELS",
     "GaiaErrorModel",
     "make_gaia_mock",
+    "observe",
     "sample_model",
     "truth_potential",
     "write_gaia_mock",
+    "write_table",
 ]
 
 # galpy's natural units for the truth potential: a unit convention only, recorded with it.
@@ -168,8 +170,27 @@ def make_gaia_mock(
     """
     if n < 1:
         raise ValueError(f"n must be >= 1; got {n}")
-    frame = frame if frame is not None else FrameParameters()
     x, v, truth = sample_model(n, model, seed, params)
+    table = observe(x, v, truth, seed, errors, frame)
+    table.meta["creator"] = "deeppot_galpy.data.gaia_mock.make_gaia_mock"
+    return table
+
+
+def observe(
+    x: np.ndarray,
+    v: np.ndarray,
+    truth: dict,
+    seed: int = 0,
+    errors: GaiaErrorModel | None = None,
+    frame: FrameParameters | None = None,
+) -> Table:
+    """Galactocentric stars x [kpc], v [km/s] (each (n, 3)) as a Gaia-archive-like table.
+
+    The columns are :func:`make_gaia_mock`'s; ``truth`` (a JSON-able record of where the stars
+    come from) is stored in ``meta``, and ``seed`` draws the errors.
+    """
+    n = len(x)
+    frame = frame if frame is not None else FrameParameters()
     obs = galactocentric_to_observables(x, v, frame)
     obs["parallax"] = 1.0 / obs.pop("distance")
 
@@ -179,7 +200,7 @@ def make_gaia_mock(
         "pmdec": errors.pm_mas_yr if errors else 0.0,
         "radial_velocity": errors.radial_velocity_kms if errors else 0.0,
     }
-    # A stream separate from galpy's sampling, so the same seed gives the same stars with or
+    # A stream separate from the stars' sampling, so the same seed gives the same stars with or
     # without errors.
     rng = np.random.default_rng([seed, 1])
     units = {
@@ -205,7 +226,6 @@ def make_gaia_mock(
     table.meta["frame"] = frame.to_dict()
     table.meta["errors"] = errors.to_dict() if errors else None
     table.meta["seed"] = int(seed)
-    table.meta["creator"] = "deeppot_galpy.data.gaia_mock.make_gaia_mock"
     return table
 
 
@@ -214,12 +234,22 @@ def write_gaia_mock(
 ) -> Table:
     """:func:`make_gaia_mock` (``kwargs`` go to it) written to ``path``; returns the table.
 
-    The format follows the extension unless given. FITS headers cannot hold nested metadata, so
-    there the records are stored as JSON text (read back by :func:`truth_potential` and
-    :func:`~deeppot_galpy.data.catalog.catalog_to_phasespace`); CSV keeps neither metadata nor
-    units.
+    The format follows the extension unless given (:func:`write_table`).
     """
     table = make_gaia_mock(n, **kwargs)
+    write_table(table, path, format, overwrite)
+    return table
+
+
+def write_table(
+    table: Table, path: str | os.PathLike, format: str | None = None, overwrite: bool = False
+) -> None:
+    """Write a mock ``table`` with its metadata; the format follows the extension unless given.
+
+    FITS headers cannot hold nested metadata, so there the records are stored as JSON text (read
+    back by :func:`truth_potential` and :func:`~deeppot_galpy.data.catalog.catalog_to_phasespace`);
+    CSV keeps neither metadata nor units.
+    """
     fmt = resolve_format(path, format)
     out = table
     write_kwargs = {}
@@ -229,4 +259,3 @@ def write_gaia_mock(
     elif fmt == "hdf5":
         write_kwargs = {"path": "catalog", "serialize_meta": True}
     out.write(path, format=fmt, overwrite=overwrite, **write_kwargs)
-    return table
