@@ -40,8 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args._run(args) or 0)
-    except (ValueError, FileNotFoundError, ModelFileError) as exc:
-        # User errors (bad input, missing files) get one clear line, not a traceback.
+    except (ValueError, FileNotFoundError, FileExistsError, ModelFileError) as exc:
+        # User errors (bad input, missing files, a run not to be overwritten) get one clear
+        # line, not a traceback.
         print(f"deeppot {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -1,8 +1,9 @@
-"""One TOML configuration for every stage, validated up front.
+"""The settings of a fit: the schema (:class:`FitConfig`, :data:`PRESETS`), how to run it
+(:class:`FitOptions`), and one TOML configuration for all of it, validated up front.
 
 A config file starts from a preset and overrides any setting; CLI flags override the file::
 
-    preset = "default"         # test | default | paper (see deeppot_galpy.pipeline.PRESETS)
+    preset = "default"         # test | default | paper (PRESETS)
     seed = 0
     device = "cpu"             # cpu | cuda | cuda:N
     nproc = 1                  # processes sharing the fit (deeppot_galpy.distributed)
@@ -27,23 +28,156 @@ the offending key and list the allowed ones, before any work starts. Command-lin
 override the file (:func:`parse_config`'s keyword arguments); the merged, validated tables are
 kept in :attr:`RunConfig.raw` so that a run directory can record exactly how it was configured
 and ``--resume`` can repeat it.
+
+:class:`FitConfig` shapes the result (a resumed run must have the same); :class:`FitOptions`
+says how to compute it and where from (seed, device, progress, figures, resume/overwrite,
+checkpoints), and is what :func:`~deeppot_galpy.pipeline.fit` and its siblings take.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import tomllib
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .checkpoint import CheckpointPolicy
 from .device import parse_device
 from .df import FlowConfig, FlowTraining
-from .pipeline import PRESETS, FitConfig
 from .potential import PotentialConfig, PotentialTraining
 
-__all__ = ["RunConfig", "load_config", "parse_config", "read_toml"]
+if TYPE_CHECKING:  # astropy: imported only when a config has a catalog's frame or cuts
+    from .data import FrameParameters, QualityCuts
+
+__all__ = [
+    "PRESETS",
+    "CheckpointPolicy",
+    "FitConfig",
+    "FitOptions",
+    "FlowConfig",
+    "FlowTraining",
+    "PotentialConfig",
+    "PotentialTraining",
+    "RunConfig",
+    "load_config",
+    "parse_config",
+    "read_toml",
+]
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Every setting that shapes a fit's result (the TOML config mirrors these sections)."""
+
+    n_stars: int = 2**17  # used by the demo's mock; a catalog brings its own stars
+    n_flows: int = 4
+    flow: FlowConfig = FlowConfig()
+    flow_training: FlowTraining = FlowTraining()
+    n_points: int = 2**15  # points drawn from the flows to fit the potential on
+    potential: PotentialTraining = PotentialTraining()
+    threads: int | None = 1  # torch intra-op threads (0 or None: torch's default)
+
+    def __post_init__(self) -> None:
+        if min(self.n_stars, self.n_flows, self.n_points) < 1:
+            raise ValueError(
+                f"n_stars, n_flows and n_points must be >= 1 (got {self.n_stars}, "
+                f"{self.n_flows}, {self.n_points})"
+            )
+        if self.threads is not None and not (isinstance(self.threads, int) and self.threads >= 0):
+            raise ValueError(
+                f"threads must be an integer >= 0 (0: torch's default), not {self.threads!r}"
+            )
+        if self.crossfit and self.n_flows < 2:
+            raise ValueError("the crossfit loss needs n_flows >= 2 (split into two groups)")
+
+    @property
+    def crossfit(self) -> bool:
+        """The crossfit loss: the flow members in two groups give two estimates of grad ln f."""
+        return self.potential.loss == "crossfit"
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["potential"] = self.potential.to_dict()
+        return d
+
+
+PRESETS: dict[str, FitConfig] = {
+    # seconds: for tests and smoke runs
+    "test": FitConfig(
+        n_stars=2**12,
+        n_flows=1,
+        flow=FlowConfig(steps=2, hidden=(32, 32)),
+        flow_training=FlowTraining(epochs=4, batch_size=512),
+        n_points=2**11,
+        potential=PotentialTraining(steps=200, batch_size=256, replicates=2, replicate_steps=50),
+    ),
+    # about 15 minutes on 2 CPU cores
+    "default": FitConfig(
+        n_stars=2**17,
+        n_flows=2,
+        flow_training=FlowTraining(epochs=40, batch_size=4096, time_budget_s=300),
+        n_points=2**15,
+        potential=PotentialTraining(
+            steps=3000, time_budget_s=240, loss="crossfit", replicates=4, replicate_steps=500
+        ),
+    ),
+    # the paper's sizes (2^17 stars, 8 flows, 2^15 points, long training) with the default's
+    # method; sized for a GPU
+    "paper": FitConfig(
+        n_stars=2**17,
+        n_flows=8,
+        flow_training=FlowTraining(epochs=200, batch_size=4096),
+        n_points=2**15,
+        potential=PotentialTraining(
+            steps=20000, batch_size=2048, loss="crossfit", replicates=4, replicate_steps=2000
+        ),
+    ),
+}
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """How a fit is run; none of it changes the result except ``seed``.
+
+    Parameters
+    ----------
+    seed : the run's seed; every stage draws from its own stream of it
+        (:mod:`deeppot_galpy.seeds`).
+    device : torch device, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+    progress : show progress bars.
+    figures : write the figures into ``RUN_DIR/figures``.
+    resume : continue the unfinished run in the output directory from its checkpoints (a
+        finished one returns its stored metrics).
+    overwrite : replace a run already in the output directory. Without it (the default, as
+        astropy's writers) a directory holding a run is refused, so no finished fit is lost.
+    checkpoints : how often training states are saved.
+    invocation : how the command line was called; recorded in ``run.json`` so ``--resume``
+        can repeat it.
+
+    Example
+    -------
+    >>> FitOptions(seed=3, progress=False).seed
+    3
+    """
+
+    seed: int = 0
+    device: str = "cpu"
+    progress: bool = True
+    figures: bool = True
+    resume: bool = False
+    overwrite: bool = False
+    checkpoints: CheckpointPolicy = CheckpointPolicy()
+    invocation: dict | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be an integer >= 0, not {self.seed!r}")
+        if not isinstance(self.checkpoints, CheckpointPolicy):
+            raise ValueError(f"checkpoints must be a CheckpointPolicy, not {self.checkpoints!r}")
+        if self.resume and self.overwrite:
+            raise ValueError("resume or overwrite a run, not both")
+
 
 _TOP_LEVEL = {
     "preset",
@@ -63,16 +197,18 @@ _TOP_LEVEL = {
 
 @dataclass(frozen=True)
 class RunConfig:
-    """A validated configuration: the fit, how to run it, and the catalog's frame and cuts."""
+    """A validated configuration: the fit, how to run it, and the catalog's frame and cuts.
+
+    ``options`` holds what the config file sets (seed, device, figures, checkpoints); a command
+    adds how it was called (progress, resume, overwrite, invocation) with ``dataclasses.replace``.
+    ``frame`` and ``cuts`` are parsed once, here (None: the defaults).
+    """
 
     fit: FitConfig = PRESETS["default"]
-    seed: int = 0
-    device: str = "cpu"
+    options: FitOptions = FitOptions()
     nproc: int = 1
-    figures: bool = True
-    checkpoint: CheckpointPolicy = CheckpointPolicy()
-    frame: dict = field(default_factory=dict)
-    cuts: dict = field(default_factory=dict)
+    frame: FrameParameters | None = None
+    cuts: QualityCuts | None = None
     raw: dict = field(default_factory=dict)  # the TOML tables it was parsed from
 
 
@@ -186,25 +322,18 @@ def parse_config(raw: dict, **overrides: Any) -> RunConfig:
     for section in ("frame", "cuts"):
         if not isinstance(raw.get(section, {}), dict):
             raise ValueError(f"[{section}] must be a table")
+    parsed: dict[str, Any] = {}
     if raw.get("frame") or raw.get("cuts"):
         from .data import FrameParameters, QualityCuts  # astropy: only when there is a catalog
 
         for section, cls in (("frame", FrameParameters), ("cuts", QualityCuts)):
-            try:
-                cls.from_dict(raw.get(section, {}))
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"invalid [{section}]: {exc}") from exc
-    return RunConfig(
-        fit,
-        seed,
-        device,
-        nproc,
-        figures,
-        checkpoint,
-        dict(raw.get("frame", {})),
-        dict(raw.get("cuts", {})),
-        raw,
-    )
+            if raw.get(section):
+                try:
+                    parsed[section] = cls.from_dict(raw[section])
+                except (TypeError, ValueError) as exc:
+                    raise ValueError(f"invalid [{section}]: {exc}") from exc
+    options = FitOptions(seed=seed, device=device, figures=figures, checkpoints=checkpoint)
+    return RunConfig(fit, options, nproc, parsed.get("frame"), parsed.get("cuts"), raw)
 
 
 def read_toml(path: str | Path) -> dict:
@@ -221,14 +350,3 @@ def read_toml(path: str | Path) -> dict:
 def load_config(path: str | Path | None, **overrides: Any) -> RunConfig:
     """Read and validate a TOML config file (``None``: the defaults), then ``overrides``."""
     return parse_config(read_toml(path) if path is not None else {}, **overrides)
-
-
-# keep the config classes importable from here, for users writing configs in Python
-__all__ += [
-    "CheckpointPolicy",
-    "FitConfig",
-    "FlowConfig",
-    "FlowTraining",
-    "PotentialConfig",
-    "PotentialTraining",
-]

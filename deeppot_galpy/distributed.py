@@ -47,6 +47,7 @@ __all__ = [
     "is_main_process",
     "join",
     "launch",
+    "share_members",
 ]
 
 
@@ -152,6 +153,21 @@ def broadcast_json(obj, src: int = 0):
     return json.loads(bytes(buf.cpu().numpy()))
 
 
+def share_members(members: nn.ModuleList, own: list) -> list:
+    """Every member's weights, and the JSON record its trainer returned, on every rank.
+
+    Rank r trained the members ``current().shard(len(members))`` and holds their records in
+    ``own``, in that order; each owner broadcasts its members. Returns all the records.
+    """
+    job = current()
+    mine = dict(zip(job.shard(len(members)), own, strict=True))
+    records = []
+    for k, member in enumerate(members):
+        broadcast_state(member, job.owner(k))
+        records.append(broadcast_json(mine.get(k), job.owner(k)))
+    return records
+
+
 def all_gather_rows(local: np.ndarray) -> np.ndarray:
     """Every rank's ``local`` rows (any lengths), concatenated in rank order, on every rank."""
     d = current()
@@ -180,6 +196,7 @@ def _free_port() -> int:
 _USER_ERRORS: dict[str, type[Exception]] = {
     "ValueError": ValueError,
     "FileNotFoundError": FileNotFoundError,
+    "FileExistsError": FileExistsError,
 }
 
 

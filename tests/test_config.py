@@ -5,9 +5,9 @@ import torch
 
 from deeppot_galpy.checkpoint import CheckpointPolicy
 from deeppot_galpy.cli import main
-from deeppot_galpy.config import load_config, parse_config
+from deeppot_galpy.config import PRESETS, FitOptions, load_config, parse_config
+from deeppot_galpy.data import FrameParameters, QualityCuts
 from deeppot_galpy.device import map_batches, parse_device, resolve_device
-from deeppot_galpy.pipeline import PRESETS
 
 
 def test_every_stage_is_configurable(tmp_path):
@@ -44,13 +44,16 @@ min_stars = 10
 """
     )
     cfg = load_config(path)
-    assert (cfg.seed, cfg.device, cfg.nproc, cfg.figures) == (3, "cuda:1", 2, False)
+    opts = cfg.options
+    assert (opts.seed, opts.device, cfg.nproc, opts.figures) == (3, "cuda:1", 2, False)
     assert (cfg.fit.n_flows, cfg.fit.n_points, cfg.fit.threads) == (2, 1024, 2)
     assert cfg.fit.flow.hidden == (8, 8) and cfg.fit.flow_training.epochs == 7
     assert cfg.fit.flow_training.time_budget_s == 60.5  # the preset's 300 is no int-only field
     assert cfg.fit.potential.steps == 50 and cfg.fit.potential.config.activation == "tanh"
-    assert cfg.checkpoint == CheckpointPolicy(flow_epochs=2, potential_steps=10, seconds=30.0)
-    assert cfg.frame == {"galcen_distance_kpc": 8.2} and cfg.cuts == {"min_stars": 10}
+    assert opts.checkpoints == CheckpointPolicy(flow_epochs=2, potential_steps=10, seconds=30.0)
+    # frame and cuts are parsed once, here, into the objects the catalog reader takes
+    assert cfg.frame == FrameParameters(galcen_distance=8.2)
+    assert cfg.cuts == QualityCuts(min_stars=10)
     # untouched settings come from the preset
     assert cfg.fit.flow_training.batch_size == PRESETS["test"].flow_training.batch_size
 
@@ -58,7 +61,8 @@ min_stars = 10
 def test_flags_override_the_file_and_are_recorded():
     raw = {"preset": "paper", "seed": 1, "flow_training": {"epochs": 7}}
     cfg = parse_config(raw, preset="test", seed=5, device=None, fit={"n_flows": 3})
-    assert cfg.seed == 5 and cfg.device == "cpu"
+    assert cfg.options.seed == 5 and cfg.options.device == "cpu"
+    assert cfg.frame is None and cfg.cuts is None  # the defaults
     # the preset flag swaps the base; the file's tables still apply on top of it
     assert cfg.fit.n_points == PRESETS["test"].n_points and cfg.fit.flow_training.epochs == 7
     assert cfg.fit.n_flows == 3
@@ -106,6 +110,16 @@ def test_flags_override_the_file_and_are_recorded():
 def test_mistakes_are_named(raw, message):
     with pytest.raises(ValueError, match=message):
         parse_config(raw)
+
+
+def test_fit_options_refuse_contradictions():
+    assert FitOptions().overwrite is False  # a run is never replaced unasked
+    with pytest.raises(ValueError, match="resume or overwrite a run, not both"):
+        FitOptions(resume=True, overwrite=True)
+    with pytest.raises(ValueError, match="seed must be an integer >= 0"):
+        FitOptions(seed=-1)
+    with pytest.raises(ValueError, match="checkpoints must be a CheckpointPolicy"):
+        FitOptions(checkpoints={"seconds": 3})
 
 
 def test_file_errors(tmp_path):

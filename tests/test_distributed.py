@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from deeppot_galpy import distributed
+from deeppot_galpy.config import PRESETS, FitOptions
 from deeppot_galpy.df import FlowConfig
 from deeppot_galpy.mocks import Plummer
-from deeppot_galpy.pipeline import PRESETS, fit
+from deeppot_galpy.pipeline import fit
 from deeppot_galpy.potential import CBEPoints, PotentialConfig, PotentialTraining, fit_potential
 from deeppot_galpy.rundir import RunDir, read_tensors, write_tensors
 
@@ -25,6 +26,7 @@ CONFIG = replace(
     flow_training=replace(PRESETS["test"].flow_training, epochs=2),
     potential=replace(PRESETS["test"].potential, steps=40),
 )
+OPTIONS = FitOptions(seed=0, progress=False, figures=False)
 POTENTIAL = PotentialTraining(
     steps=20, batch_size=255, time_budget_s=1000.0, config=PotentialConfig((32, 32))
 )
@@ -64,7 +66,7 @@ def _job(folder: str) -> None:
         (RunDir(folder).path / "collectives.json").write_text(json.dumps(record))
     # the whole pipeline, in the same job
     ps = Plummer().sample(CONFIG.n_stars, 0)
-    fit(ps, f"{folder}/run", CONFIG, seed=0, progress=False, figures=False)
+    fit(ps, f"{folder}/run", CONFIG, options=OPTIONS)
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +80,7 @@ def two_ranks(tmp_path_factory):
 def one_rank(tmp_path_factory):
     folder = tmp_path_factory.mktemp("one_rank")
     ps = Plummer().sample(CONFIG.n_stars, 0)
-    fit(ps, folder / "run", CONFIG, seed=0, progress=False, figures=False)
+    fit(ps, folder / "run", CONFIG, options=OPTIONS)
     net, _ = fit_potential(_points(), POTENTIAL, seed=4, progress=False)
     return folder, net
 

@@ -88,11 +88,12 @@ def test_fit_reports_bad_input_clearly(tmp_path, capsys):
 def test_crossfit_uses_two_groups_of_flow_members(tmp_path):
     from dataclasses import replace
 
-    from deeppot_galpy.pipeline import PRESETS, run_demo
+    from deeppot_galpy.config import PRESETS, FitOptions
+    from deeppot_galpy.pipeline import run_demo
 
     cfg = PRESETS["test"]
     cfg = replace(cfg, n_flows=2, potential=replace(cfg.potential, loss="crossfit"))
-    metrics = run_demo(tmp_path, config=cfg, seed=1, progress=False, figures=False)
+    metrics = run_demo(tmp_path, cfg, options=FitOptions(seed=1, progress=False, figures=False))
     ens, _ = RunDir(tmp_path).load_flows()
     assert ens.k == 2 and metrics["points"]["kept"] > 0.9 * cfg.n_points
     assert 0 < metrics["potential"]["force_err_median"] < 1

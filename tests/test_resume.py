@@ -20,9 +20,10 @@ from deeppot_galpy.checkpoint import (
     training_state,
 )
 from deeppot_galpy.cli import main
+from deeppot_galpy.config import PRESETS, FitOptions
 from deeppot_galpy.df import FlowConfig, FlowEnsemble, FlowTraining
 from deeppot_galpy.mocks import Plummer
-from deeppot_galpy.pipeline import PRESETS, fit, run_demo
+from deeppot_galpy.pipeline import fit, run_demo
 from deeppot_galpy.potential import CBEPoints, PotentialConfig, PotentialTraining, fit_potential
 from deeppot_galpy.rundir import ModelFileError
 
@@ -226,7 +227,7 @@ def reference(tmp_path_factory):
     """The uninterrupted run, in this process (same code, same single thread)."""
     out = tmp_path_factory.mktemp("reference")
     cfg = replace(PRESETS["test"], potential=replace(PRESETS["test"].potential, steps=100))
-    run_demo(out, config=cfg, progress=False, figures=False)
+    run_demo(out, cfg, options=FitOptions(progress=False, figures=False))
     return out
 
 
@@ -256,23 +257,25 @@ def test_resume_refuses_other_settings_or_data(tmp_path, capsys):
     out = tmp_path / "run"
     ps = Plummer().sample(2**11, 0)
     cfg = replace(PRESETS["test"], potential=replace(PRESETS["test"].potential, steps=100))
-    metrics = fit(ps, out, cfg, seed=1, progress=False, figures=False)
+    opts = FitOptions(seed=1, progress=False, figures=False)
+    metrics = fit(ps, out, cfg, options=opts)
+    resume = replace(opts, resume=True)
     # a finished run resumes to its stored result
-    assert fit(ps, out, cfg, seed=1, progress=False, resume=True) == metrics
+    assert fit(ps, out, cfg, options=resume) == metrics
 
     slower = replace(cfg, flow_training=replace(cfg.flow_training, epochs=9))
     with pytest.raises(ResumeError, match=r"config\.flow_training\.epochs: 4 in the run, now 9"):
-        fit(ps, out, slower, seed=1, progress=False, resume=True)
+        fit(ps, out, slower, options=resume)
     with pytest.raises(ResumeError, match=r"data\.sha256"):
-        fit(Plummer().sample(2**11, 5), out, cfg, seed=1, progress=False, resume=True)
+        fit(Plummer().sample(2**11, 5), out, cfg, options=resume)
     with pytest.raises(ResumeError, match=r"seed: 1 in the run, now 2"):
-        fit(ps, out, cfg, seed=2, progress=False, resume=True)
+        fit(ps, out, cfg, options=replace(resume, seed=2))
     # an unfinished run is not silently overwritten by a fresh one
     (out / "metrics.json").unlink()
-    with pytest.raises(ValueError, match="unfinished run"):
-        fit(ps, out, cfg, seed=1, progress=False)
+    with pytest.raises(FileExistsError, match="unfinished run"):
+        fit(ps, out, cfg, options=opts)
     with pytest.raises(ValueError, match="nothing to resume"):
-        fit(ps, tmp_path / "empty", cfg, seed=1, progress=False, resume=True)
+        fit(ps, tmp_path / "empty", cfg, options=resume)
 
 
 def test_cli_resume_errors_are_one_line(tmp_path, capsys):

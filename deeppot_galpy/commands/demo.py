@@ -2,18 +2,20 @@
 
 Writes RUN_DIR/metrics.json, the flows and potential (safetensors + JSON) and figures; prints
 the headline errors against the true potential. ``--nproc N`` shares the fit among N
-processes; an interrupted demo continues with ``deeppot demo --resume RUN_DIR``.
+processes; an interrupted demo continues with ``deeppot demo --resume RUN_DIR``. An ``--out``
+holding a run is refused unless ``--overwrite`` is given.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 
 from .. import distributed
-from ..config import RunConfig
+from ..config import PRESETS, RunConfig
 from ..mocks import available_mocks
-from ..pipeline import PRESETS, run_demo
+from ..pipeline import run_demo
 from .options import add_run_options, bad_files_reported, run_config
 
 
@@ -27,26 +29,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     cfg, out, recorded = run_config(args, "demo", preset=args.size, fit={"n_flows": args.n_flows})
     inputs = {"mock": args.mock or recorded.get("mock", "plummer")}
-    distributed.launch(
-        cfg.nproc, _demo, cfg, str(out), inputs, args.resume is not None, not args.quiet
-    )
+    invocation = {"command": "demo", "inputs": inputs, "config": cfg.raw}
+    cfg = replace(cfg, options=replace(cfg.options, invocation=invocation))
+    distributed.launch(cfg.nproc, _demo, cfg, str(out), inputs)
     return 0
 
 
-def _demo(cfg: RunConfig, out: str, inputs: dict, resume: bool, progress: bool) -> None:
+def _demo(cfg: RunConfig, out: str, inputs: dict) -> None:
     with bad_files_reported():
-        metrics = run_demo(
-            out,
-            seed=cfg.seed,
-            device=cfg.device,
-            progress=progress,
-            mock=inputs["mock"],
-            config=cfg.fit,
-            figures=cfg.figures,
-            resume=resume,
-            checkpoints=cfg.checkpoint,
-            invocation={"command": "demo", "inputs": inputs, "config": cfg.raw},
-        )
+        metrics = run_demo(out, cfg.fit, options=cfg.options, mock=inputs["mock"])
     if not distributed.is_main_process():
         return
     pot = metrics["potential"]

@@ -8,7 +8,8 @@ result with ``DeepPotential.load(RUN_DIR)``.
 For catalogs too large to hold in memory (10^7 stars and up), CATALOG may be an (N, 6) ``.npy``
 array of Galactocentric x, y, z [kpc], v_x, v_y, v_z [km/s]: it is memory-mapped and used as
 is (no cuts). ``--nproc N`` (or torchrun) shares the fit among N processes; an interrupted fit
-continues with ``deeppot fit --resume RUN_DIR``.
+continues with ``deeppot fit --resume RUN_DIR``. An ``--out`` holding a run is refused unless
+``--overwrite`` is given.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from .. import distributed
-from ..config import RunConfig
-from ..pipeline import PRESETS, fit_catalog
+from ..config import PRESETS, RunConfig
+from ..pipeline import fit_catalog
 from .options import add_run_options, bad_files_reported, run_config
 
 
@@ -49,27 +51,21 @@ def run(args: argparse.Namespace) -> int:
             else recorded.get("assume_gaia_units")
         ),
     }
-    distributed.launch(
-        cfg.nproc, _fit, cfg, str(out), inputs, args.resume is not None, not args.quiet
-    )
+    invocation = {"command": "fit", "inputs": inputs, "config": cfg.raw}
+    cfg = replace(cfg, options=replace(cfg.options, invocation=invocation))
+    distributed.launch(cfg.nproc, _fit, cfg, str(out), inputs)
     return 0
 
 
-def _fit(cfg: RunConfig, out: str, inputs: dict, resume: bool, progress: bool) -> None:
+def _fit(cfg: RunConfig, out: str, inputs: dict) -> None:
     with bad_files_reported():
         metrics, report = fit_catalog(
             inputs["catalog"],
             out,
             cfg.fit,
-            cfg.seed,
-            cfg.device,
-            progress,
+            options=cfg.options,
             frame=cfg.frame,
             cuts=cfg.cuts,
-            figures=cfg.figures,
-            resume=resume,
-            checkpoints=cfg.checkpoint,
-            invocation={"command": "fit", "inputs": inputs, "config": cfg.raw},
             assume_gaia_units=inputs["assume_gaia_units"],
         )
     if distributed.is_main_process():

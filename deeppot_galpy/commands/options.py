@@ -1,10 +1,13 @@
-"""Options of the commands that run a fit (``demo``, ``fit``): config, overrides, resume, processes.
+"""Options of the commands that run a fit (``demo``, ``fit``): config, overrides, resume,
+overwrite, processes.
 
 A run directory records how it was started (the merged config tables and the command's
 inputs, in ``run.json``'s ``invocation``), so ``--resume RUN_DIR`` needs nothing else. Flags
 given together with ``--resume`` still apply: ``--device``, ``--nproc`` and ``--quiet`` change
 only how the rest is computed; anything that changes the result (``--seed``, a different
-``--config``, other data) makes the pipeline refuse to resume, saying what differs.
+``--config``, other data) makes the pipeline refuse to resume, saying what differs. An
+``--out`` that already holds a run is refused (one line naming the ways forward) unless
+``--overwrite`` says to replace it (:mod:`deeppot_galpy.resume`).
 """
 
 from __future__ import annotations
@@ -12,10 +15,12 @@ from __future__ import annotations
 import argparse
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ..config import RunConfig, parse_config, read_toml
+from ..resume import check_target
 from ..rundir import ModelFileError, RunDir
 
 __all__ = ["add_run_options", "bad_files_reported", "run_config"]
@@ -27,6 +32,11 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
         "--resume",
         metavar="RUN_DIR",
         help="continue the interrupted run in RUN_DIR from its last checkpoints",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run already in --out (without it, such a directory is refused)",
     )
     p.add_argument("--config", help="TOML config (see deeppot_galpy.config)")
     p.add_argument("--seed", type=int, help="random seed (overrides the config)")
@@ -53,15 +63,18 @@ def run_config(
     """(validated config, run directory, the inputs recorded by the run being resumed or {}).
 
     The config is ``--config`` (or, resuming without one, the run's recorded tables) with
-    ``overrides`` and the common flags applied on top.
+    ``overrides`` and the common flags applied on top; its ``options`` carry ``--quiet``,
+    ``--resume`` and ``--overwrite`` too (the command adds the invocation). The run directory
+    is checked here, before any process is started or any data read.
     """
     recorded: dict = {}
+    if args.resume and args.overwrite:
+        raise ValueError("give --resume RUN_DIR or --overwrite, not both")
     if args.resume:
         if args.out and Path(args.out).resolve() != Path(args.resume).resolve():
             raise ValueError("give the run directory once: --resume RUN_DIR (without --out)")
         out = Path(args.resume)
-        if not (out / "run.json").exists():
-            raise ValueError(f"nothing to resume in {out}: it has no run.json")
+        check_target(out, resume=True, overwrite=False)
         with bad_files_reported():
             invocation = RunDir(out).read_json("run").get("invocation") or {}
         if not invocation:
@@ -80,6 +93,7 @@ def run_config(
         raise ValueError("give --out RUN_DIR for a new run, or --resume RUN_DIR")
     else:
         out = Path(args.out)
+        check_target(out, resume=False, overwrite=args.overwrite)
         raw = read_toml(args.config) if args.config else {}
     cfg = parse_config(
         raw,
@@ -90,7 +104,8 @@ def run_config(
         potential={"replicates": args.replicates},
         **overrides,
     )
-    return cfg, out, recorded
+    how = {"progress": not args.quiet, "resume": bool(args.resume), "overwrite": args.overwrite}
+    return replace(cfg, options=replace(cfg.options, **how)), out, recorded
 
 
 @contextmanager

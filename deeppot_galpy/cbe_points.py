@@ -1,0 +1,168 @@
+r"""From the flows to the potential fit: CBE points with :math:`\nabla\ln f`, Jeans moments.
+
+The potential is fitted on two kinds of data (:mod:`deeppot_galpy.potential`):
+
+* points :math:`(\vec x, \vec v)` drawn from the flows with the flows' :math:`\ln f` and
+  :math:`\nabla_{x,v}\ln f` (:func:`draw_cbe_points`), on which the stationary collisionless
+  Boltzmann equation :math:`\vec v\cdot\nabla_x f - \nabla\Phi\cdot\nabla_v f = 0` is imposed;
+  with the crossfit loss the flow members form two groups (:func:`gradient_sources`) whose
+  gradients are two nearly independent estimates;
+* the stars' weak-form Jeans moments (:func:`jeans_moments`), which pin the force amplitude
+  from the stars themselves.
+
+A bootstrap replicate b of the potential gets both from resampled inputs
+(:func:`replicate_inputs`): points from flow member b alone, moments of a resample of the
+stars. Seeds: :mod:`deeppot_galpy.seeds` (streams ``points``, ``jeans``, ``replicate_points``,
+``replicate_stars``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from . import distributed
+from .config import FitConfig
+from .df import FlowEnsemble
+from .phasespace import PhaseSpace
+from .potential import CBEPoints, PotentialTraining
+from .potential.jeans import JeansMoments
+from .seeds import spawn_seeds, stream_seed
+
+__all__ = ["draw_cbe_points", "gradient_sources", "jeans_moments", "replicate_inputs"]
+
+
+def _log_prob_and_grad(ens: FlowEnsemble, eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``ens.log_prob_and_grad(eta)``, each process of the job computing a contiguous shard."""
+    job = distributed.current()
+    lo, hi = len(eta) * job.rank // job.world, len(eta) * (job.rank + 1) // job.world
+    logf, grad = ens.log_prob_and_grad(eta[lo:hi])
+    both = distributed.all_gather_rows(np.column_stack([logf, grad]))
+    return both[:, 0], both[:, 1:]
+
+
+def gradient_sources(ens: FlowEnsemble, config: FitConfig) -> list[FlowEnsemble]:
+    """The ensemble; for the crossfit loss, its members in two groups.
+
+    The groups' gradient errors are nearly independent (two members trained on the same stars
+    correlate at only 0.3-0.4, ``benchmarks/RESULTS.md``), which is what the crossfit loss
+    needs; flows trained on disjoint halves of the stars were measured to do no better.
+    """
+    if not config.crossfit:
+        return [ens]
+    half = ens.k // 2
+    return [ens.subset(range(half)), ens.subset(range(half, ens.k))]
+
+
+def draw_cbe_points(
+    ensembles: list[FlowEnsemble], n: int, region: dict, seed: int
+) -> tuple[CBEPoints, dict]:
+    """Draw n points from the ensembles (equal shares) with grad ln f from each.
+
+    Points outside the stars' region (beyond ``r_max`` of its centre) are dropped: the flows
+    extrapolate there and their gradients do not constrain the potential. With two ensembles,
+    the second's gradients become the independent estimate for the crossfit loss.
+
+    In a distributed job rank 0 draws the points and shares them (so every rank has the same
+    points whatever its device's RNG does), then each rank evaluates a shard of the gradients.
+
+    Parameters
+    ----------
+    ensembles : one ensemble, or two (crossfit: :func:`gradient_sources`).
+    n : points to draw, before the drops.
+    region : the stars' region (``PhaseSpace.region()``: ``center``, ``r_max``).
+    seed : the seed of the draw; each ensemble samples from its own child of it.
+
+    Returns
+    -------
+    (points, report) : the :class:`~deeppot_galpy.potential.CBEPoints`, and the counts drawn,
+    dropped (outside the region, non-finite gradient) and kept.
+
+    Example
+    -------
+    >>> points, report = draw_cbe_points([ens], 2**12, stars.region(), seed=0)  # doctest: +SKIP
+    """
+    shares = np.full(len(ensembles), n // len(ensembles))
+    shares[0] += n - shares.sum()
+    eta = np.empty((0, 6))
+    if distributed.current().is_main:
+        seeds = spawn_seeds(seed, len(ensembles))
+        parts = zip(ensembles, shares, seeds, strict=True)
+        eta = np.concatenate([e.sample(int(m), s) for e, m, s in parts])
+    eta = distributed.all_gather_rows(eta)
+    d = np.linalg.norm(eta[:, :3] - np.asarray(region["center"]), axis=1)
+    keep = d <= region["r_max"]
+    eta = eta[keep]
+    grads = [_log_prob_and_grad(e, eta) for e in ensembles]
+    logf = np.mean([g[0] for g in grads], axis=0)
+    finite = np.all([np.isfinite(g[1]).all(1) & np.isfinite(g[0]) for g in grads], axis=0)
+    eta, grads, logf = eta[finite], [(lf[finite], g[finite]) for lf, g in grads], logf[finite]
+    g_a = grads[0][1]
+    points = CBEPoints(
+        eta[:, :3],
+        eta[:, 3:],
+        g_a[:, :3],
+        g_a[:, 3:],
+        logf,
+        gx_b=grads[1][1][:, :3] if len(grads) > 1 else None,
+        gv_b=grads[1][1][:, 3:] if len(grads) > 1 else None,
+    )
+    report = {
+        "drawn": int(n),
+        "dropped_outside_region": int((~keep).sum()),
+        "dropped_nonfinite_gradient": int((~finite).sum()),
+        "kept": len(points),
+    }
+    return points, report
+
+
+def jeans_moments(
+    stars: PhaseSpace, region: dict, cfg: PotentialTraining, seed: int, device: str
+) -> JeansMoments | None:
+    """The stars' weak-form Jeans moments for the potential fit, or None if switched off.
+
+    ``seed`` is the run's seed: the test functions are placed from its ``jeans`` stream, the
+    same for the main fit and every replicate (a replicate resamples the stars, not the
+    functions).
+    """
+    if cfg.jeans_weight <= 0:
+        return None
+    return JeansMoments(
+        stars.x,
+        stars.v,
+        region,
+        cfg.jeans_functions,
+        neighbours=cfg.jeans_neighbours,
+        seed=stream_seed(seed, "jeans"),
+        device=device,
+    )
+
+
+def replicate_inputs(
+    ens: FlowEnsemble,
+    stars: PhaseSpace,
+    region: dict,
+    config: FitConfig,
+    cfg: PotentialTraining,
+    seed: int,
+    device: str,
+) -> Callable[[int], tuple[CBEPoints, JeansMoments | None]]:
+    """``sample(b)``: replicate b's CBE points and Jeans moments (the ``fit_replicates`` input).
+
+    Replicate b draws ``config.n_points`` points from flow member b (cycling) with that
+    member's gradients, and its Jeans moments (settings ``cfg``) from a bootstrap resample of
+    the stars; ``seed`` is the run's seed (streams ``replicate_points``, ``replicate_stars``).
+    """
+
+    def sample(b: int) -> tuple[CBEPoints, JeansMoments | None]:
+        member = [ens.subset([b % ens.k])]
+        pts, _ = draw_cbe_points(
+            member, config.n_points, region, stream_seed(seed, "replicate_points", b)
+        )
+        rng = np.random.default_rng(stream_seed(seed, "replicate_stars", b))
+        rows = rng.integers(0, len(stars), len(stars))
+        resampled = PhaseSpace.from_eta(stars.eta[rows], stars.units, stars.meta)
+        return pts, jeans_moments(resampled, region, cfg, seed, device)
+
+    return sample
