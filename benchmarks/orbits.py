@@ -42,6 +42,7 @@ from deeppot_galpy.orbits import (
     cartesian_to_galpy,
     compare_orbits,
     initial_conditions,
+    integrate,
     integrate_batched,
     integrate_galpy,
 )
@@ -127,9 +128,10 @@ def speed(pot, exported, x0, v0, sizes: list[int]) -> list[dict]:
 def export_accuracy(pot, exported, x0, v0) -> dict:
     """(c) against (b): 100 orbits, both with dop853 at tight tolerances."""
     t = np.linspace(0.0, T_END, N_STEPS + 1)
-    net = integrate_batched(pot, x0[:100], v0[:100], t, method="dop853", rtol=1e-10, atol=1e-12)
-    exp = integrate_galpy(exported, x0[:100], v0[:100], t, method="dop853_c")
-    res = compare_orbits(exp, exported, net, pot)
+    x, v = x0[:100], v0[:100]
+    net, _, _ = integrate(pot, x, v, t, "batched", "dop853", rtol=1e-10, atol=1e-12)
+    exp, in_exp, _ = integrate(pot, x, v, t, "exported", exported=exported)
+    res = compare_orbits(exp, in_exp, net, pot)
     p90 = np.asarray(res["divergence_p90"])
     return {
         "divergence_final_median": res["divergence_final_median"],
@@ -147,13 +149,13 @@ def energy_drift(pot, exported, n_orbits: int) -> dict:
     t = np.linspace(0.0, 100 * period, 2001)
     out = {"n_orbits": n_orbits, "t_end": t[-1], "longest_period": period}
     runs = {
-        "network batched dop853 (rtol 1e-10)": lambda: (
-            integrate_batched(pot, x0, v0, t, method="dop853", rtol=1e-10, atol=1e-12), pot),
-        "network batched yoshida4 (dt 0.025)": lambda: (
-            integrate_batched(pot, x0, v0, t, method="yoshida4",
-                              substeps=int(np.ceil((t[1] - t[0]) / 0.025))), pot),
-        "export galpy dop853_c": lambda: (
-            integrate_galpy(exported, x0, v0, t, method="dop853_c"), exported),
+        "network batched dop853 (rtol 1e-10)": lambda: integrate(
+            pot, x0, v0, t, "batched", "dop853", rtol=1e-10, atol=1e-12)[:2],
+        "network batched yoshida4 (dt 0.025)": lambda: integrate(
+            pot, x0, v0, t, "batched", "yoshida4",
+            substeps=int(np.ceil((t[1] - t[0]) / 0.025)))[:2],
+        "export galpy dop853_c": lambda: integrate(
+            pot, x0, v0, t, "exported", exported=exported)[:2],
         "export galpy symplec4_c (dt 0.025)": lambda: (
             integrate_galpy(exported, x0, v0, t, method="symplec4_c",
                             dt=(t[1] - t[0]) / np.ceil((t[1] - t[0]) / 0.025)), exported),

@@ -69,20 +69,28 @@ def run_system(name: str, size: str, out: Path, seed: int) -> dict:
         "sample_seconds": round(t_sample, 1),
     }
     if hasattr(truth, "solar_radius"):
-        row["deep_disk"] = _disk_summary(disk_metrics(net, truth, held.x, truth.solar_radius))
+        row["deep_disk"] = score(net, truth, held.x)["disk"]
     points, _ = draw_cbe_points([ens], 2**14, meta["region"], seed + 3)
     t0 = time.perf_counter()
     base, params = fit_parametric(points, FAMILY[name], units=truth.units)
-    row["baseline"] = potential_metrics(base, truth, held.x, truth.units.G, r_range=truth.r_range)
+    scores = score(base, truth, held.x)
+    row["baseline"] = scores["metrics"]
     row["baseline"]["params"] = {k: v for k, v in params.items() if isinstance(v, float | int)}
     row["baseline"]["seconds"] = round(time.perf_counter() - t0, 1)
-    if hasattr(truth, "solar_radius"):
-        row["baseline_disk"] = _disk_summary(disk_metrics(base, truth, held.x, truth.solar_radius))
+    if "disk" in scores:
+        row["baseline_disk"] = scores["disk"]
     return row
 
 
-def _disk_summary(d: dict) -> dict:
-    return {k: v for k, v in d.items() if isinstance(v, float)}
+def score(model, truth, x) -> dict:
+    """Errors of ``model`` (a network in ``truth``'s units, or a galpy potential in natural
+    units, which the scoring converts into them) against ``truth`` at positions x in its
+    units: ``metrics`` within its r_range and, for a disk, ``disk`` (v_c, K_z at R_sun)."""
+    out = {"metrics": potential_metrics(model, truth, x, r_range=truth.r_range, units=truth.units)}
+    if hasattr(truth, "solar_radius"):
+        disk = disk_metrics(model, truth, x, truth.solar_radius, units=truth.units)
+        out["disk"] = {k: v for k, v in disk.items() if isinstance(v, float)}
+    return out
 
 
 def _pct(d: dict, key: str, fmt: str = "{:.2%}") -> str:

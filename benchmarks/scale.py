@@ -45,6 +45,7 @@ import torch
 from memory import ResidentSet  # benchmarks/memory.py (run as a script)
 
 from deeppot_galpy import distributed
+from deeppot_galpy.compare import relative_error
 from deeppot_galpy.df import FlowConfig, FlowEnsemble, FlowTraining
 from deeppot_galpy.mocks import Plummer
 from deeppot_galpy.phasespace import PhaseSpace, Standardization
@@ -185,18 +186,15 @@ def precision() -> dict:
     gx, gv = truth.grad_log_df(eta[:, :3], eta[:, 3:])
     exact = np.concatenate([gx, gv], axis=1)
 
-    def rel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return np.linalg.norm(a - b, axis=1) / np.linalg.norm(b, axis=1)
-
-    f32 = rel(g32, g64)
-    fit_err = rel(g64, exact)
+    f32 = relative_error(g32, g64)
+    fit_err = relative_error(g64, exact)
     return {
         "points": len(eta),
         "float32_vs_float64_median": float(np.median(f32)),
         "float32_vs_float64_p99": float(np.percentile(f32, 99)),
         "float32_vs_float64_max": float(f32.max()),
-        "x_part_median": float(np.median(rel(g32[:, :3], g64[:, :3]))),
-        "v_part_median": float(np.median(rel(g32[:, 3:], g64[:, 3:]))),
+        "x_part_median": float(np.median(relative_error(g32[:, :3], g64[:, :3]))),
+        "v_part_median": float(np.median(relative_error(g32[:, 3:], g64[:, 3:]))),
         "lnf_abs_diff_max": float(np.abs(lf32 - lf64).max()),
         "flow_vs_exact_median": float(np.median(fit_err)),
     }

@@ -1,23 +1,32 @@
 r"""The optional Agama bridge (Vasiliev 2019): export a fitted potential to Agama, use Agama
 potentials as references, and sample Agama disk mocks.
 
-Agama is not on PyPI as a wheel; ``pip install agama`` builds it from source (a C++ compiler
-and GSL needed), see https://github.com/GalacticDynamics-Oxford/Agama (INSTALL). Everything
-here imports it lazily and fails with that advice when it is missing.
+Agama has no wheel on PyPI: ``pip install agama`` builds it from source and, where they are
+missing, downloads and compiles GSL (and Eigen, UNSIO) at install time, so it needs network
+access and a C++ compiler; with GSL already installed (e.g. ``apt install libgsl-dev``) only
+Agama itself is fetched. Agama's own instructions: INSTALL in
+https://github.com/GalacticDynamics-Oxford/Agama. Everything here imports it lazily and fails
+with that advice when it is missing.
 
 **Units.** Agama's units are global (``agama.setUnits``) and applied whenever a Python value
-crosses into Agama, including at every later call. A model in ``Units.galactic()`` pairs with
+crosses into Agama, including at every later call, so an Agama object built under one set of
+units gives wrong numbers under another. A model in ``Units.galactic()`` pairs with
 ``agama.setUnits(mass=1, length=1, velocity=1)`` (Msun, kpc, km/s); an N-body model with
 Agama's default :math:`G = 1` (``agama.setUnits()``). :func:`to_agama` checks that Agama's
-current units match the model's; :class:`AgamaDiskMock` sets Msun, kpc, km/s itself and
-refuses to run if they are changed afterwards.
+current units match the model's; :class:`AgamaField` (what the export returns, and the
+potential of :class:`AgamaDiskMock`, which sets Msun, kpc, km/s itself) records the units it
+was built in and refuses to evaluate under others.
 
 **Export** (:func:`to_agama`). Agama builds a ``Multipole`` (spherical harmonics
 :math:`l \leq l_{max}` on a log grid in r) or ``CylSpline`` (azimuthal harmonics on an (R, z)
-grid) expansion from a Python callable :math:`\Phi(\vec x)`, here the network's, expanded
-about the data centre :math:`\vec c` over the data volume (``region``) and shifted back with
-Agama's ``center`` modifier. The report gives the export's errors against the network
-(:func:`deeppot_galpy.compare.field_errors`) on points inside the region.
+grid) expansion from a Python callable :math:`\Phi(\vec x)`, here the network's, over the
+data volume (``region``). Without ``symmetry`` it is expanded about the data centre
+:math:`\vec c` and shifted back with Agama's ``center`` modifier; a ``symmetry`` is the
+galaxy's, so the expansion is then about its centre, the origin, and a region centred away
+from it (a solar-neighbourhood sample) is refused. The report gives the export's errors
+against the network (:func:`deeppot_galpy.compare.field_errors`) at
+:func:`~deeppot_galpy.compare.check_points` (weighting in ``check_points``), overall and by
+radius.
 
 **Mocks** (:class:`AgamaDiskMock`). A quasi-isothermal disk DF (Binney & McMillan 2011) in a
 Milky-Way-like potential (Hernquist bulge, Miyamoto-Nagai disk, NFW halo), sampled by
@@ -31,7 +40,17 @@ from typing import Any
 
 import numpy as np
 
-from .compare import as_field, field_errors, in_region, summarize
+from .compare import (
+    CHECK_POINTS,
+    as_field,
+    by_radius,
+    centre_offset,
+    field_errors,
+    in_region,
+    summarize,
+)
+from .compare import check_points as sample_check_points
+from .fields import MethodField
 from .mocks.base import MockSystem
 from .phasespace import PhaseSpace
 from .units import Units
@@ -39,9 +58,10 @@ from .units import Units
 __all__ = ["AgamaField", "AgamaDiskMock", "require_agama", "to_agama"]
 
 _INSTALL = (
-    "this needs the optional 'agama' package, which has no pip wheel: build it from source with "
-    "`pip install agama` (needs a C++ compiler and GSL, e.g. apt install libgsl-dev) or follow "
-    "INSTALL in https://github.com/GalacticDynamics-Oxford/Agama"
+    "this needs the optional 'agama' package, which has no wheel on PyPI: `pip install agama` "
+    "builds it from source and needs network access at install time (it downloads GSL if "
+    "missing; install GSL first, e.g. apt install libgsl-dev) and a C++ compiler; see INSTALL "
+    "in https://github.com/GalacticDynamics-Oxford/Agama for Agama's own instructions"
 )
 
 
@@ -78,31 +98,55 @@ def _current_agama_units() -> dict[str, float]:
     }
 
 
-def _check_agama_units(units: Units) -> None:
-    want, have = _agama_units_in(units), _current_agama_units()
+def _require_units(want: dict[str, float], what: str) -> None:
+    """Raise unless Agama's current units are ``want`` (as :func:`_agama_units_in` gives)."""
+    have = _current_agama_units()
     same = set(want) == set(have) and all(np.isclose(have[k], want[k], rtol=1e-9) for k in want)
     if not same:
         args = ", ".join(f"{k}={v:g}" for k, v in want.items())
         raise ValueError(
-            f"agama's global units {have or 'N-body (G = 1)'} do not match the model's "
-            f"{units.to_dict()}: call agama.setUnits({args}) first"
+            f"agama's global units {have or 'N-body (G = 1)'} do not match {what}: call "
+            f"agama.setUnits({args}) first"
         )
 
 
-class AgamaField:
-    """An ``agama.Potential`` as a compare Field (Agama's current units)."""
+def _check_agama_units(units: Units) -> None:
+    _require_units(_agama_units_in(units), f"the model's {units.to_dict()}")
+
+
+class AgamaField(MethodField):
+    """An ``agama.Potential`` as a compare Field, pinned to the Agama units it was built in.
+
+    ``pot`` is the Agama object (hand it to Agama's own tools while Agama's units are still
+    ``agama_units``); its other methods (``force``, ``forceDeriv``, ...) are reachable on this
+    wrapper too, and every call first checks Agama's global units.
+    """
 
     def __init__(self, pot: Any):
+        super().__init__(pot)
         self.pot = pot
+        self.agama_units = _current_agama_units()
 
-    def potential(self, x: np.ndarray) -> np.ndarray:
-        return np.asarray(self.pot.potential(np.ascontiguousarray(x, dtype=np.float64)))
+    def check_units(self) -> None:
+        """Raise unless Agama's global units are still those this potential was built in."""
+        _require_units(self.agama_units, f"those this potential was built in {self.agama_units}")
 
-    def acceleration(self, x: np.ndarray) -> np.ndarray:
-        return np.asarray(self.pot.force(np.ascontiguousarray(x, dtype=np.float64)))
+    def _call(self, method: str, x: np.ndarray) -> np.ndarray:
+        self.check_units()
+        return super()._call(method, x)
 
-    def density(self, x: np.ndarray) -> np.ndarray:
-        return np.asarray(self.pot.density(np.ascontiguousarray(x, dtype=np.float64)))
+    def __getattr__(self, name: str) -> Any:
+        if name in ("obj", "pot", "agama_units"):  # not set yet (copy, unpickling): no recursion
+            raise AttributeError(name)
+        attr = getattr(self.pot, name)
+        if not callable(attr):
+            return attr
+
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            self.check_units()
+            return attr(*args, **kwargs)
+
+        return checked
 
 
 def _source(obj: Any, region: dict | None, units: Units | None):
@@ -120,25 +164,8 @@ def _source(obj: Any, region: dict | None, units: Units | None):
     units = units or Units.nbody()
     field = as_field(obj, units.G)
     if isinstance(obj, PotentialNet):
-        mlp = NumpyPotentialMLP(obj)
-        return field, (lambda x: mlp.phi_grad(x)[0]), region, units
+        return field, NumpyPotentialMLP(obj).phi, region, units
     return field, field.potential, region, units
-
-
-def _check_points(region: dict, n: int, seed: int) -> np.ndarray:
-    """n points uniform in the region (ball of r_max about the centre, cut to the box)."""
-    rng = np.random.default_rng(seed)
-    c, r_max = np.asarray(region["center"], float), float(region["r_max"])
-    out, tries = [], 0
-    while sum(len(o) for o in out) < n and tries < 100:
-        u = rng.uniform(-1.0, 1.0, (4 * n, 3))
-        x = c + r_max * u[np.sum(u**2, axis=1) <= 1.0]
-        out.append(x[in_region(x, region)])
-        tries += 1
-    x = np.concatenate(out)[:n]
-    if len(x) == 0:
-        raise ValueError("the region is empty: cannot place check points in it")
-    return x
 
 
 def to_agama(
@@ -155,7 +182,8 @@ def to_agama(
     n_check: int = 4096,
     seed: int = 0,
 ) -> tuple[Any, dict]:
-    """An ``agama.Potential`` expansion of ``source``'s potential over the data ``region``.
+    """An Agama expansion of ``source``'s potential over the data ``region``, as an
+    :class:`AgamaField` (the ``agama.Potential`` is its ``pot``), and a report of its accuracy.
 
     ``source`` is a :class:`~deeppot_galpy.galpy_potential.DeepPotential` (its network,
     region and units are used; galpy's ``amp`` is not), a PotentialNet or any compare field
@@ -163,9 +191,11 @@ def to_agama(
     (``lmax``, ``mmax`` = ``lmax`` by default; ``grid_size_R`` log-spaced radii from r_min/2
     to r_max) or ``"CylSpline"`` (``mmax`` = ``lmax`` by default, 0 for axisymmetry; R up to
     r_max, |z| up to the box's height above the centre). ``symmetry`` is Agama's (``none``,
-    ``reflection``, ``triaxial``, ``axisymmetric``, ``spherical``). The report holds the
-    export's per-point error summary against the source at ``check_points`` inside the region
-    (default: ``n_check`` uniform random points in it), the settings and the build time.
+    ``reflection``, ``triaxial``, ``axisymmetric``, ``spherical``) about the galaxy's centre,
+    the origin: it needs a region centred within a quarter of ``r_max`` of it. The report
+    holds the export's per-point error summary against the source at ``check_points`` inside
+    the region (default: ``n_check`` from :func:`~deeppot_galpy.compare.check_points`, whose
+    weighting it states), the force error by radius, the settings and the build time.
     """
     agama = require_agama()
     field, potential, region, units = _source(source, region, units)
@@ -176,6 +206,16 @@ def to_agama(
     _check_agama_units(units)
     c = np.asarray(region.get("center", np.zeros(3)), dtype=float)
     r_min, r_max = float(region["r_min"]), float(region["r_max"])
+    if symmetry != "none":
+        if centre_offset(region) > 0.25:
+            raise ValueError(
+                f"symmetry={symmetry!r} is the galaxy's, about its centre (the origin), but the "
+                f"data are centred {np.linalg.norm(c):.3g} away from it, beyond a quarter of "
+                "their extent: the network is not constrained over the symmetric volume; use "
+                "symmetry='none' (an expansion about the data centre)"
+            )
+        r_max += float(np.linalg.norm(c))  # the region's ball seen from the origin
+        c = np.zeros(3)
 
     def phi(xyz: np.ndarray) -> np.ndarray:  # Agama calls this with (N, 3) about the centre
         return potential(np.asarray(xyz, dtype=np.float64) + c)
@@ -197,22 +237,27 @@ def to_agama(
         }
     t0 = time.perf_counter()
     expansion = agama.Potential(type=kind, potential=phi, symmetry=symmetry, mmax=mmax, **grid)
-    pot = agama.Potential(potential=expansion, center=c) if np.any(c != 0) else expansion
+    pot = AgamaField(
+        agama.Potential(potential=expansion, center=c) if np.any(c != 0) else expansion
+    )
     build_s = time.perf_counter() - t0
 
-    x = _check_points(region, n_check, seed) if check_points is None else check_points
+    x = sample_check_points(region, n_check, seed) if check_points is None else check_points
     x = x[in_region(x, region)]
-    report = summarize(field_errors(AgamaField(pot), field, x, units.G))
-    report.update(
-        kind=kind,
-        symmetry=symmetry,
-        mmax=mmax,
-        center=c.tolist(),
-        n_check=int(len(x)),
-        build_seconds=build_s,
-        **grid,
-    )
-    return pot, report
+    errors = field_errors(pot, field, x, units.G)
+    r = np.linalg.norm(x - np.asarray(region["center"], float), axis=1)  # from the data centre
+    report = summarize(errors) | {
+        "force_err_median_by_radius": by_radius(r, errors["force"]),
+        "check_points": CHECK_POINTS if check_points is None else "given by the caller",
+        "kind": kind,
+        "symmetry": symmetry,
+        "lmax": lmax,
+        "mmax": mmax,
+        "center": c.tolist(),
+        "n_check": int(len(x)),
+        "build_seconds": build_s,
+    }
+    return pot, report | grid
 
 
 class AgamaDiskMock(MockSystem):
@@ -279,7 +324,7 @@ class AgamaDiskMock(MockSystem):
 
     def sample(self, n: int, seed: int) -> PhaseSpace:
         agama = require_agama()
-        _check_agama_units(self.units)
+        self._field.check_units()
         agama.setRandomSeed(int(seed) + 1)  # Agama's seed 0 means "from the clock"
         posvel, _ = agama.GalaxyModel(self.pot, self.df).sample(int(n))
         return PhaseSpace(
@@ -287,15 +332,12 @@ class AgamaDiskMock(MockSystem):
         )
 
     def potential(self, x: np.ndarray) -> np.ndarray:
-        _check_agama_units(self.units)
         return self._field.potential(x)
 
     def acceleration(self, x: np.ndarray) -> np.ndarray:
-        _check_agama_units(self.units)
         return self._field.acceleration(x)
 
     def density(self, x: np.ndarray) -> np.ndarray:
-        _check_agama_units(self.units)
         return self._field.density(x)
 
     def galpy_potential(self, ro: float = 8.0, vo: float = 220.0):

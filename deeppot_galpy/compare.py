@@ -1,18 +1,16 @@
 r"""Accuracy metrics of a learned potential against a reference: the one definition of each.
 
-A field is anything that gives :math:`\Phi`, :math:`\vec a = -\nabla\Phi` and
-:math:`\rho = \nabla^2\Phi / 4\pi G` at positions (N, 3) in the model's units
-(:func:`as_field`): a :class:`~deeppot_galpy.potential.PotentialNet`, a mock
-(:class:`~deeppot_galpy.mocks.MockSystem`), a galpy ``Potential`` (natural units), an
-``agama.Potential`` (agama's current units), a Python callable :math:`\Phi(\vec x)`
-(:class:`CallableField`), or any object with ``potential``, ``acceleration`` and ``density``
-methods. At evaluation points :math:`\vec x_i`:
+Models and references are fields (:mod:`deeppot_galpy.fields`, :func:`as_field`): a
+:class:`~deeppot_galpy.potential.PotentialNet`, a mock, a galpy ``Potential`` (natural units,
+converted into the model's ``units`` when they are given), an ``agama.Potential``, a Python
+callable :math:`\Phi(\vec x)`, or any object with ``potential``, ``acceleration`` and
+``density`` methods. At evaluation points :math:`\vec x_i`:
 
 * potential error :math:`|\Phi - \Phi_{ref} - c| / |\Phi_{ref}|`, with :math:`c` the median
   offset (the potential is only defined up to a constant),
-* force error :math:`|\vec a - \vec a_{ref}| / |\vec a_{ref}|`, the force ratio
-  :math:`|\vec a| / |\vec a_{ref}|` (its median minus one is the bias), and the error's
-  cylindrical components about a centre,
+* force error :math:`|\vec a - \vec a_{ref}| / |\vec a_{ref}|` (:func:`relative_error`), the
+  force ratio :math:`|\vec a| / |\vec a_{ref}|` (its median minus one is the bias), and the
+  error's cylindrical components about a centre,
   :math:`|(\vec a - \vec a_{ref})\cdot\hat e_{R}| / |\vec a_{ref}|` and
   :math:`|(\vec a - \vec a_{ref})\cdot\hat e_z| / |\vec a_{ref}|` (their squares and the
   azimuthal one add up to the force error squared),
@@ -20,7 +18,11 @@ methods. At evaluation points :math:`\vec x_i`:
 
 each summarised by its median and 90th percentile, overall and in radial bins, on the points
 inside the data ``region`` (:meth:`~deeppot_galpy.phasespace.PhaseSpace.region`), where the
-stars constrain the fit. For disks (:func:`disk_metrics`) two curves are compared:
+stars constrain the fit. Exports are checked at :func:`check_points`: distances from the data
+centre log-uniform between :math:`\max(r_{min}, 10^{-3} r_{max})` and :math:`r_{max}`, so each
+decade of radius weighs the same (the body of a galaxy, where most stars are, is not
+outweighed by the sparse outer volume), reported overall and by radius (:func:`by_radius`).
+For disks (:func:`disk_metrics`) two curves are compared:
 
 * the circular velocity in the plane, :math:`v_c(R) = \sqrt{R\,\langle -a_R\rangle_\phi}`,
 * the vertical force at radius :math:`R` (the Sun's for a Galactic disk),
@@ -29,240 +31,57 @@ stars constrain the fit. For disks (:func:`disk_metrics`) two curves are compare
   :math:`\pm z` for a thin slab), with relative errors :math:`|\Delta v_c| / v_{c,ref}` and
   :math:`|\Delta K_z| / |K_{z,ref}|`.
 
+Orbits (:func:`energy_drift`, :func:`orbit_divergence`): :math:`|E(t)/E(0) - 1|` and
+:math:`|\vec x(t) - \vec x_{ref}(t)| / |\vec x_{ref}(0)|`.
+
 Error bars are judged by their coverage (:func:`coverage`): the fraction of points where the
 truth lies within :math:`1\sigma` and :math:`2\sigma` of the model (68.3% and 95.4% for
 well-calibrated Gaussian errors).
-
-The plots (:func:`plot_error_profile`, :func:`plot_circular_velocity`,
-:func:`plot_vertical_force`) draw these results on matplotlib figures without pyplot state.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+import math
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
+from .fields import CallableField, Field, as_field, model_G
 
+if TYPE_CHECKING:
     from .units import Units
 
 __all__ = [
+    "CHECK_POINTS",
     "Field",
     "CallableField",
     "as_field",
     "in_region",
+    "centre_offset",
+    "check_points",
+    "relative_error",
     "field_errors",
     "summarize",
     "radial_profile",
+    "by_radius",
     "potential_metrics",
     "gradient_errors",
     "coverage",
+    "energy_drift",
+    "orbit_divergence",
     "circular_velocity",
     "vertical_force",
     "disk_metrics",
-    "plot_error_profile",
-    "plot_circular_velocity",
-    "plot_vertical_force",
 ]
+
+#: how :func:`check_points` places its points, quoted in the export reports
+CHECK_POINTS = (
+    "distance from the data centre log-uniform in [max(r_min, 1e-3 r_max), r_max] "
+    "(each decade of radius weighs the same), quasi-uniform directions, inside the region"
+)
 
 #: the per-point errors that :func:`summarize` and :func:`radial_profile` report
 _ERROR_KEYS = ("phi", "force", "force_R", "force_z", "density")
-
-
-class Field(Protocol):
-    """A gravitational field evaluated at positions x (N, 3) in the model's units."""
-
-    def potential(self, x: np.ndarray) -> np.ndarray: ...
-    def acceleration(self, x: np.ndarray) -> np.ndarray: ...
-    def density(self, x: np.ndarray) -> np.ndarray: ...
-
-
-class _NetworkField:
-    """A PotentialNet as a Field (density from the autograd Laplacian).
-
-    The last evaluation is kept, with a reference to its input so the cache cannot be matched
-    by a new array that happens to reuse a freed one's id.
-    """
-
-    def __init__(self, net: Any, G: float):
-        self.net, self.G = net, G
-        self._cache: tuple[np.ndarray, dict] | None = None
-
-    def _eval(self, x: np.ndarray, laplacian: bool) -> dict:
-        if (
-            self._cache is None
-            or self._cache[0] is not x
-            or (laplacian and "lap" not in self._cache[1])
-        ):
-            self._cache = (x, self.net.evaluate(x, laplacian=laplacian))
-        return self._cache[1]
-
-    def potential(self, x):
-        return self._eval(x, False)["phi"]
-
-    def acceleration(self, x):
-        return self._eval(x, False)["acc"]
-
-    def density(self, x):
-        return self._eval(x, True)["lap"] / (4.0 * np.pi * self.G)
-
-
-class _GalpyField:
-    """A galpy Potential in natural units (model units = galpy natural units)."""
-
-    def __init__(self, pot: Any):
-        self.pot = pot
-
-    def _cyl(self, x):
-        R = np.hypot(x[:, 0], x[:, 1])
-        return R, x[:, 2], np.arctan2(x[:, 1], x[:, 0])
-
-    def potential(self, x):
-        from galpy.potential import evaluatePotentials
-
-        R, z, phi = self._cyl(x)
-        return np.asarray(evaluatePotentials(self.pot, R, z, phi=phi, use_physical=False))
-
-    def acceleration(self, x):
-        from galpy.potential import evaluatephitorques, evaluateRforces, evaluatezforces
-
-        R, z, phi = self._cyl(x)
-        kw = {"phi": phi, "use_physical": False}
-        fR = np.asarray(evaluateRforces(self.pot, R, z, **kw))
-        fz = np.asarray(evaluatezforces(self.pot, R, z, **kw))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            fphi = np.where(R > 0, np.asarray(evaluatephitorques(self.pot, R, z, **kw)) / R, 0.0)
-        c, s = np.cos(phi), np.sin(phi)
-        return np.stack([fR * c - fphi * s, fR * s + fphi * c, fz], axis=1)
-
-    def density(self, x):
-        from galpy.potential import evaluateDensities
-
-        R, z, phi = self._cyl(x)
-        return np.asarray(evaluateDensities(self.pot, R, z, phi=phi, use_physical=False))
-
-
-class CallableField:
-    r"""A Field from a Python function :math:`\Phi(\vec x)`, (N, 3) -> (N,), in model units.
-
-    With ``autograd=True`` the function takes and returns torch tensors, and the force and the
-    Laplacian come from torch autograd (exact; the function must be twice differentiable, so
-    no ReLU). Otherwise it takes numpy float64 arrays and the derivatives are second-order
-    central differences with step :math:`h = 10^{-4}\max(|\vec x|, \ell)` per point,
-    ``length_scale`` :math:`\ell` keeping the step finite at the origin: for a float64
-    :math:`\Phi`, relative errors ~1e-8 on the force and ~1e-7 (median) on the density, more
-    in far tails where :math:`\rho` is a small difference of large second derivatives
-    (1e-4 at 40 scale radii of a Plummer sphere). ``autograd=None``
-    picks autograd for a ``torch.nn.Module`` or a function that returns a tensor needing grad
-    when given one.
-    """
-
-    def __init__(
-        self, fn: Any, autograd: bool | None = None, G: float = 1.0, length_scale: float = 1.0
-    ):
-        self.fn, self.G, self.length_scale = fn, float(G), float(length_scale)
-        self.autograd = self._detect(fn) if autograd is None else bool(autograd)
-        self._cache: tuple[np.ndarray, tuple] | None = None  # last autograd input and outputs
-
-    @staticmethod
-    def _detect(fn: Any) -> bool:
-        import torch
-
-        if isinstance(fn, torch.nn.Module):
-            return True
-        probe = torch.zeros(1, 3, dtype=torch.float64, requires_grad=True)
-        try:
-            out = fn(probe)
-        except Exception:  # a numpy function given a tensor may fail in any way
-            return False
-        return isinstance(out, torch.Tensor) and out.requires_grad
-
-    def _torch(self, x: np.ndarray, order: int) -> tuple[np.ndarray, ...]:
-        """(Phi, grad Phi[, lap Phi]) by autograd; reuses the last call's on the same x."""
-        import torch
-
-        if self._cache is not None and self._cache[0] is x and len(self._cache[1]) > order:
-            return self._cache[1]
-        dtype = torch.float64
-        if isinstance(self.fn, torch.nn.Module):
-            dtype = next(self.fn.parameters(), torch.zeros((), dtype=dtype)).dtype
-        xt = torch.as_tensor(x, dtype=dtype).requires_grad_(True)
-        phi = self.fn(xt)
-        (g,) = torch.autograd.grad(phi.sum(), xt, create_graph=order > 1)
-        out = [phi.detach().double().numpy(), g.detach().double().numpy()]
-        if order > 1:
-            lap = sum(
-                torch.autograd.grad(g[:, i].sum(), xt, retain_graph=True)[0][:, i] for i in range(3)
-            )
-            out.append(lap.detach().double().numpy())
-        self._cache = (x, tuple(out))
-        return self._cache[1]
-
-    def _step(self, x: np.ndarray) -> np.ndarray:
-        return 1e-4 * np.maximum(np.linalg.norm(x, axis=1), self.length_scale)
-
-    def potential(self, x: np.ndarray) -> np.ndarray:
-        if self.autograd:
-            return self._torch(x, 0)[0]
-        return np.asarray(self.fn(x), dtype=np.float64)
-
-    def acceleration(self, x: np.ndarray) -> np.ndarray:
-        if self.autograd:
-            return -self._torch(x, 1)[1]
-        h = self._step(x)
-        g = np.empty_like(x, dtype=np.float64)
-        for k in range(3):
-            d = np.zeros_like(x, dtype=np.float64)
-            d[:, k] = h
-            g[:, k] = (self.potential(x + d) - self.potential(x - d)) / (2.0 * h)
-        return -g
-
-    def density(self, x: np.ndarray) -> np.ndarray:
-        if self.autograd:
-            return self._torch(x, 2)[2] / (4.0 * np.pi * self.G)
-        h = self._step(x)
-        lap = -6.0 * self.potential(x)
-        for k in range(3):
-            d = np.zeros_like(x, dtype=np.float64)
-            d[:, k] = h
-            lap = lap + self.potential(x + d) + self.potential(x - d)
-        return lap / h**2 / (4.0 * np.pi * self.G)
-
-
-def as_field(obj: Any, G: float = 1.0) -> Field:
-    """Wrap a PotentialNet, galpy Potential (or list), ``agama.Potential``, mock, Field-like
-    object or Python callable Phi(x) (see :class:`CallableField`) as a Field."""
-    import torch
-
-    from .potential import PotentialNet
-
-    if isinstance(obj, PotentialNet):
-        # PotentialNet.evaluate works in float32; a float64 copy (DeepPotential.network) goes
-        # through autograd in its own precision
-        if obj.center.dtype == torch.float64:
-            return CallableField(obj, autograd=True, G=G)
-        return _NetworkField(obj, G)
-    if all(hasattr(obj, m) for m in ("potential", "acceleration", "density")):
-        return obj
-    if type(obj).__module__.split(".")[0] == "agama" and hasattr(obj, "force"):
-        from .agama import AgamaField
-
-        return AgamaField(obj)
-    from galpy.potential import Potential
-
-    if isinstance(obj, Potential) or (
-        isinstance(obj, list) and obj and all(isinstance(p, Potential) for p in obj)
-    ):
-        return _GalpyField(obj)
-    if callable(obj):
-        return CallableField(obj, G=G)
-    raise TypeError(
-        f"cannot use {type(obj).__name__} as a reference field: give a mock, a galpy Potential, "
-        "an agama.Potential, a PotentialNet, a callable Phi(x) or an object with "
-        "potential/acceleration/density methods"
-    )
 
 
 def in_region(x: np.ndarray, region: dict | None) -> np.ndarray:
@@ -284,6 +103,39 @@ def in_region(x: np.ndarray, region: dict | None) -> np.ndarray:
     return keep
 
 
+def centre_offset(region: dict) -> float:
+    """Distance of the region's centre from the origin (the galaxy's centre), in r_max."""
+    return float(np.linalg.norm(np.asarray(region["center"], float)) / region["r_max"])
+
+
+def check_points(region: dict, n: int, seed: int = 0) -> np.ndarray:
+    """n points inside ``region`` placed as :data:`CHECK_POINTS` says: radii from ``seed``,
+    directions on a Fibonacci sphere; where the region's box cuts the ball, more are drawn
+    and n of those inside kept at random."""
+    rng = np.random.default_rng(seed)
+    c, r_max = np.asarray(region["center"], float), float(region["r_max"])
+    ln_r = (math.log(max(region["r_min"], 1e-3 * r_max)), math.log(r_max))
+    box = {k: region[k] for k in ("lo", "hi") if k in region}  # the radii are in range already
+    m = n
+    while True:
+        r = np.exp(rng.uniform(*ln_r, m))
+        k = np.arange(m) + 0.5
+        cos_t, az = 1.0 - 2.0 * k / m, np.pi * (1.0 + math.sqrt(5.0)) * k
+        s = np.sqrt(1.0 - cos_t**2)
+        x = c + r[:, None] * np.stack([s * np.cos(az), s * np.sin(az), cos_t], axis=1)
+        x = x[in_region(x, box)]
+        if len(x) >= n:
+            return x if len(x) == n else x[np.sort(rng.choice(len(x), n, replace=False))]
+        if len(x) < 1e-3 * m:
+            raise ValueError("the region's box holds almost none of its ball: no check points")
+        m = math.ceil(1.5 * m * n / len(x))
+
+
+def relative_error(a: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """|a - ref| / |ref| per row of (N, k) vectors."""
+    return np.linalg.norm(a - ref, axis=1) / np.linalg.norm(ref, axis=1)
+
+
 def _cylindrical_basis(x: np.ndarray, center: np.ndarray | None) -> tuple[np.ndarray, ...]:
     """Unit vectors e_R, e_phi (N, 3) about the z axis through ``center``, and R (N,)."""
     d = x - (0.0 if center is None else np.asarray(center))
@@ -295,14 +147,20 @@ def _cylindrical_basis(x: np.ndarray, center: np.ndarray | None) -> tuple[np.nda
 
 
 def field_errors(
-    model: Any, reference: Any, x: np.ndarray, G: float = 1.0, center: np.ndarray | None = None
+    model: Any,
+    reference: Any,
+    x: np.ndarray,
+    G: float = 1.0,
+    center: np.ndarray | None = None,
+    units: Units | None = None,
 ) -> dict:
     """Per-point errors of ``model`` against ``reference`` at positions x (N, 3).
 
     ``force_R``/``force_z`` are the error's components along the cylindrical R and z axes
-    about ``center`` (default: the origin), in units of |a_ref|.
+    about ``center`` (default: the origin), in units of |a_ref|. With the model's ``units``,
+    galpy potentials are converted from natural units into them (:func:`as_field`).
     """
-    m, t = as_field(model, G), as_field(reference, G)
+    m, t = as_field(model, G, units), as_field(reference, G, units)
     # density first: a network computes Phi and its force in the same (Hessian) pass
     rho_m, rho_t = m.density(x), t.density(x)
     phi_m, phi_t = m.potential(x), t.potential(x)
@@ -314,7 +172,7 @@ def field_errors(
     return {
         "offset": offset,
         "phi": np.abs(phi_m - phi_t - offset) / np.abs(phi_t),
-        "force": np.linalg.norm(da, axis=1) / a_t_norm,
+        "force": relative_error(a_m, a_t),
         "force_R": np.abs(np.sum(da * e_R, axis=1)) / a_t_norm,
         "force_z": np.abs(da[:, 2]) / a_t_norm,
         "force_ratio": np.linalg.norm(a_m, axis=1) / a_t_norm,
@@ -323,13 +181,15 @@ def field_errors(
 
 
 def summarize(errors: dict) -> dict:
-    """Median and 90th percentile of each per-point error; median force ratio as the bias."""
+    """Median and 90th percentile of each per-point error; median force ratio (if given) as
+    the bias."""
     out = {}
     for key in _ERROR_KEYS:
         if key in errors:
             out[f"{key}_err_median"] = float(np.median(errors[key]))
             out[f"{key}_err_p90"] = float(np.percentile(errors[key], 90))
-    out["force_bias_median"] = float(np.median(errors["force_ratio"]) - 1.0)
+    if "force_ratio" in errors:
+        out["force_bias_median"] = float(np.median(errors["force_ratio"]) - 1.0)
     return out
 
 
@@ -348,6 +208,14 @@ def radial_profile(r: np.ndarray, errors: dict, edges: np.ndarray) -> dict:
     return prof
 
 
+def by_radius(r: np.ndarray, errors: np.ndarray, n_bins: int = 4) -> list[list[float]]:
+    """[r_lo, r_hi, median error] in ``n_bins`` log-spaced bins spanning the radii r."""
+    edges = np.geomspace(r.min(), r.max() * (1 + 1e-12), n_bins + 1)
+    prof = radial_profile(r, {"force": errors}, edges)
+    rows = zip(prof["r_lo"], prof["r_hi"], prof["force"], strict=True)
+    return [[float(lo), float(hi), med] for lo, hi, med in rows]
+
+
 def potential_metrics(
     model: Any,
     reference: Any,
@@ -357,11 +225,13 @@ def potential_metrics(
     center: np.ndarray | None = None,
     n_bins: int = 8,
     region: dict | None = None,
+    units: Units | None = None,
 ) -> dict:
     """Summary and radial profile of the errors at x, within r_range of ``center``.
 
     With ``region`` (e.g. ``PhaseSpace.region()``), only points inside it are scored, and
-    ``center`` and ``r_range`` default to its centre and [r_min, r_max].
+    ``center`` and ``r_range`` default to its centre and [r_min, r_max]. ``units``: the
+    model's, as in :func:`field_errors`.
     """
     if region is not None:
         x = x[in_region(x, region)]
@@ -374,7 +244,7 @@ def potential_metrics(
         x, r = x[keep], r[keep]
     if len(x) == 0:
         raise ValueError("no evaluation points inside the requested radial range")
-    errs = field_errors(model, reference, x, G, center)
+    errs = field_errors(model, reference, x, G, center, units)
     lo, hi = (r.min(), r.max()) if r_range is None else r_range
     edges = np.geomspace(max(lo, 1e-3 * hi), hi, n_bins + 1)
     out = summarize(errs)
@@ -425,12 +295,21 @@ def gradient_errors(
     """Relative errors of grad ln f: position part (first ``split`` axes) and velocity part."""
     out = {}
     for name, sl in (("x", slice(0, split)), ("v", slice(split, None))):
-        err = np.linalg.norm(grad_model[:, sl] - grad_true[:, sl], axis=1) / np.linalg.norm(
-            grad_true[:, sl], axis=1
-        )
+        err = relative_error(grad_model[:, sl], grad_true[:, sl])
         out[f"grad_{name}_lnf_err_median"] = float(np.median(err))
         out[f"grad_{name}_lnf_err_p90"] = float(np.percentile(err, 90))
     return out
+
+
+def energy_drift(energy: np.ndarray) -> np.ndarray:
+    """|E(t) / E(0) - 1| of orbits' energies (N, T)."""
+    return np.abs(energy / energy[:, :1] - 1.0)
+
+
+def orbit_divergence(x: np.ndarray, x_ref: np.ndarray) -> np.ndarray:
+    """|x(t) - x_ref(t)| / |x_ref(0)| (N, T) of orbits' positions (N, T, 3)."""
+    r0 = np.linalg.norm(x_ref[:, 0], axis=-1, keepdims=True)
+    return np.linalg.norm(x - x_ref, axis=-1) / r0
 
 
 # ---- disks: the rotation curve and the vertical force ----------------------------------------
@@ -497,18 +376,22 @@ def disk_metrics(
     n_R: int = 24,
     n_z: int = 16,
     n_phi: int = 8,
+    units: Units | None = None,
 ) -> dict:
     """Disk summary: per-point errors (with R and z force parts), v_c(R) and K_z(z) at R_sun.
 
     Points x are kept inside ``region``; the v_c curve spans their 2nd-98th percentiles of
     cylindrical R about ``center`` (default: the origin, the disk's axis, not the data's
     centre, which for a local sample is off-axis), and K_z the heights of stars within
-    0.1 R_sun of R_sun (2nd-98th percentile of |z|; else all kept stars').
+    0.1 R_sun of R_sun (2nd-98th percentile of |z|; else all kept stars'). ``units``: the
+    model's, as in :func:`field_errors`.
     """
     x = x[in_region(x, region)]
     if len(x) == 0:
         raise ValueError("no evaluation points inside the region")
     c = np.zeros(3) if center is None else np.asarray(center, float)
+    G = model_G(G, units)
+    model, reference = as_field(model, G, units), as_field(reference, G, units)
     errs = field_errors(model, reference, x, G, c)
     out: dict[str, Any] = summarize(errs)
     out["n_points"] = int(len(x))
@@ -544,96 +427,3 @@ def disk_metrics(
     out["kz_err_median"] = float(np.median(kz_err))
     out["kz_err_max"] = float(np.max(kz_err))
     return out
-
-
-# ---- plots ------------------------------------------------------------------------------------
-def _unit_label(units: Units | None, kind: str) -> str:
-    if units is None or not units.is_physical:
-        return "(N-body units)" if units is not None else "(model units)"
-    return f"[{units.quantity(kind).to_string('latex_inline')}]"
-
-
-def _axes(ax):
-    if ax is not None:
-        return ax.figure, ax
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6.0, 4.2), layout="constrained")
-    return fig, fig.subplots()
-
-
-def plot_error_profile(
-    metrics: dict,
-    ax=None,
-    keys: tuple[str, ...] = ("force", "density", "phi"),
-    units: Units | None = None,
-    label: str | None = None,
-    title: str = "Median error against radius",
-) -> Figure:
-    """Median errors per radial bin from :func:`potential_metrics` (or its ``radial`` dict)."""
-    prof = metrics.get("radial", metrics)
-    fig, ax = _axes(ax)
-    mid = np.sqrt(np.asarray(prof["r_lo"]) * np.asarray(prof["r_hi"]))
-    names = {
-        "force": "force",
-        "force_R": "force, R part",
-        "force_z": "force, z part",
-        "density": "density",
-        "phi": "potential",
-    }
-    for i, key in enumerate(k for k in keys if k in prof):
-        name = names.get(key, key) if label is None else f"{label}: {names.get(key, key)}"
-        ax.plot(mid, prof[key], f"C{i}o-", label=name)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel(f"radius r {_unit_label(units, 'length')}")
-    ax.set_ylabel("median relative error")
-    ax.set_title(title)
-    ax.legend()
-    ax.grid(alpha=0.3, which="both")
-    return fig
-
-
-def plot_circular_velocity(
-    metrics: dict,
-    ax=None,
-    units: Units | None = None,
-    labels: tuple[str, str] = ("model", "reference"),
-    title: str = "Circular velocity in the plane",
-) -> Figure:
-    """v_c(R) of model and reference from :func:`disk_metrics`, with the relative error."""
-    vc = metrics["vc"]
-    fig, ax = _axes(ax)
-    ax.plot(vc["R"], vc["reference"], "k-", label=labels[1])
-    ax.plot(vc["R"], vc["model"], "C3--", label=labels[0])
-    ax.set_xlabel(f"cylindrical radius R {_unit_label(units, 'length')}")
-    ax.set_ylabel(f"$v_c$ {_unit_label(units, 'velocity')}")
-    ax.set_title(f"{title} (median error {100 * metrics['vc_err_median']:.2g}%)")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    return fig
-
-
-def plot_vertical_force(
-    metrics: dict,
-    ax=None,
-    units: Units | None = None,
-    labels: tuple[str, str] = ("model", "reference"),
-    title: str | None = None,
-) -> Figure:
-    """|K_z|(z) at R_sun of model and reference from :func:`disk_metrics`."""
-    kz = metrics["kz"]
-    fig, ax = _axes(ax)
-    ax.plot(kz["z"], np.abs(kz["reference"]), "k-", label=labels[1])
-    ax.plot(kz["z"], np.abs(kz["model"]), "C0--", label=labels[0])
-    ax.set_xlabel(f"height z {_unit_label(units, 'length')}")
-    ax.set_ylabel(f"$|K_z|$ {_unit_label(units, 'acceleration')}")
-    if title is None:
-        title = (
-            f"Vertical force at R = {kz['R']:.3g} "
-            f"(median error {100 * metrics['kz_err_median']:.2g}%)"
-        )
-    ax.set_title(title)
-    ax.legend()
-    ax.grid(alpha=0.3)
-    return fig

@@ -32,9 +32,10 @@ and likewise :math:`D_{lm}` for the radial derivative :math:`\partial_r\Phi = \h
 * ``scf``: galpy's ``SCFPotential.from_multipole`` of the multipole without exterior shells
   (Hernquist-Ostriker basis, 40 radial functions, scale ``a`` the monopole's half-mass radius).
 
-Every export is checked against the network on points inside the data region (log-uniform
-radius between ``r_min`` and ``r_max``, quasi-uniform directions): the report gives the median,
-90th percentile and maximum relative force error :math:`|\vec a_{exp} - \vec a_{net}| /
+Every export is checked against the network at
+:func:`~deeppot_galpy.compare.check_points` inside the data region (log-uniform radius between
+``r_min`` and ``r_max``, quasi-uniform directions): the report gives the median, 90th
+percentile and maximum relative force error :math:`|\vec a_{exp} - \vec a_{net}| /
 |\vec a_{net}|`. ``method="auto"`` builds all three and keeps the most accurate (median error).
 """
 
@@ -50,6 +51,7 @@ import numpy as np
 from scipy.interpolate import InterpolatedUnivariateSpline, make_interp_spline
 from scipy.special import gammaln, lpmv, roots_legendre
 
+from .compare import CHECK_POINTS, by_radius, check_points, relative_error, summarize
 from .galpy_potential import DeepPotential
 
 __all__ = [
@@ -261,21 +263,6 @@ def expansion(coef: dict, method: str) -> Any:
     raise ValueError(f"unknown expansion {method!r}; use one of {EXPORT_METHODS[1:]}")
 
 
-def _check_points(pot: DeepPotential, n: int, seed: int = 0) -> np.ndarray:
-    """n points inside the data region: log-uniform radius, Fibonacci-sphere directions."""
-    reg = pot.natural_region()
-    rng = np.random.default_rng(seed)
-    r = np.exp(
-        rng.uniform(math.log(max(reg["r_min"], 1e-3 * reg["r_max"])), math.log(reg["r_max"]), n)
-    )
-    k = np.arange(n) + 0.5
-    cos_t = 1.0 - 2.0 * k / n
-    az = np.pi * (1.0 + math.sqrt(5.0)) * k
-    s = np.sqrt(1.0 - cos_t**2)
-    u = np.stack([s * np.cos(az), s * np.sin(az), cos_t], axis=1)
-    return reg["center"] + r[:, None] * u
-
-
 def c_accelerations(exported: Any, x: np.ndarray) -> np.ndarray:
     """Accelerations (N, 3) of a C-backed galpy potential at natural-unit positions x (N, 3),
     evaluated by galpy's C code: one ``leapfrog_c`` step of length h from rest gives
@@ -299,26 +286,18 @@ def c_accelerations(exported: Any, x: np.ndarray) -> np.ndarray:
 
 
 def export_report(exported: Any, pot: DeepPotential, n_check: int = 2000) -> dict:
-    """Force errors of ``exported`` (evaluated in C) against the network on points inside the
-    data region: median, 90th percentile and maximum, and medians in four log-radius bins
-    (``force_err_median_by_radius``: [r_lo, r_hi, median] from the data centre)."""
-    x = _check_points(pot, n_check)
-    a_net = pot.acceleration(x)
-    err = np.linalg.norm(c_accelerations(exported, x) - a_net, axis=1) / np.linalg.norm(
-        a_net, axis=1
-    )
-    r = np.linalg.norm(x - pot.natural_region()["center"], axis=1)
-    edges = np.geomspace(r.min(), r.max() * (1 + 1e-12), 5)
-    which = np.digitize(r, edges) - 1
-    return {
-        "force_err_median": float(np.median(err)),
-        "force_err_p90": float(np.percentile(err, 90)),
+    """Force errors of ``exported`` (evaluated in C) against the network at ``n_check``
+    :func:`~deeppot_galpy.compare.check_points` of the data region (``check_points`` says how
+    they are weighted): median, 90th percentile and maximum, and medians in four log-radius
+    bins (``force_err_median_by_radius``: [r_lo, r_hi, median] from the data centre)."""
+    reg = pot.natural_region()
+    x = check_points(reg, n_check)
+    err = relative_error(c_accelerations(exported, x), pot.acceleration(x))
+    return summarize({"force": err}) | {
         "force_err_max": float(np.max(err)),
-        "force_err_median_by_radius": [
-            [float(edges[i]), float(edges[i + 1]), float(np.median(err[which == i]))]
-            for i in range(4)
-        ],
+        "force_err_median_by_radius": by_radius(np.linalg.norm(x - reg["center"], axis=1), err),
         "n_check": int(n_check),
+        "check_points": CHECK_POINTS,
     }
 
 

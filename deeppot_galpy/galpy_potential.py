@@ -92,14 +92,22 @@ class NumpyPotentialMLP:
             return t, 1.0 - t * t
         return np.logaddexp(0.0, z), expit(z)  # softplus
 
-    def phi_grad(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(Phi (N,), grad Phi (N, 3)) at x (N, 3) in the model's units."""
+    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+        """The network's output (N,) at x (N, 3) and each hidden layer's sigma'(z)."""
         h = (x - self.center) / self.length
         slopes = []
         for w, b in self.hidden:
             h, ds = self._act(h @ w.T + b)
             slopes.append(ds)
-        phi = h @ self.w_out + self.b_out
+        return h @ self.w_out + self.b_out, slopes
+
+    def phi(self, x: np.ndarray) -> np.ndarray:
+        """Phi (N,) at x (N, 3) in the model's units, without the backward pass."""
+        return self.phi_scale * self._forward(x)[0]
+
+    def phi_grad(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(Phi (N,), grad Phi (N, 3)) at x (N, 3) in the model's units."""
+        phi, slopes = self._forward(x)
         delta = self.w_out
         for (w, _), ds in zip(reversed(self.hidden), reversed(slopes), strict=True):
             delta = (delta * ds) @ w

@@ -11,14 +11,20 @@ advances *all* orbits together, one network call per force evaluation, in galpy 
   all orbits, chosen by the error norm over all of them).
 
 :func:`integrate_galpy` runs any galpy potential (the learned one, an export, or the truth)
-through ``galpy.orbit.Orbit``; :func:`compare_orbits` measures energy conservation
-:math:`|E(t)/E(0) - 1|` and the divergence :math:`|\vec x(t) - \vec x_{ref}(t)|` of two runs of
-the same initial conditions.
+through ``galpy.orbit.Orbit``; :func:`integrate` picks one of the three ways (batched in the
+network, galpy's Python integrator in it, or galpy's C integrator in an export);
+:func:`compare_orbits` measures energy conservation :math:`|E(t)/E(0) - 1|` and the divergence
+:math:`|\vec x(t) - \vec x_{ref}(t)| / |\vec x_{ref}(0)|` of two runs of the same initial
+conditions (:func:`deeppot_galpy.compare.energy_drift`,
+:func:`~deeppot_galpy.compare.orbit_divergence`). :func:`orbit_study` is the whole ``deeppot
+orbits`` workflow: start radii, default times, integration, an optional true reference, scores,
+the JSON record and the figure.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,17 +34,22 @@ import numpy as np
 
 __all__ = [
     "BATCHED_METHODS",
+    "METHODS",
     "OrbitSet",
     "acceleration_function",
     "cartesian_to_galpy",
     "compare_orbits",
     "initial_conditions",
+    "integrate",
     "integrate_batched",
     "integrate_galpy",
+    "orbit_study",
     "plot_orbit_comparison",
 ]
 
 BATCHED_METHODS = ("leapfrog", "yoshida4", "dop853")
+#: the ways of integrating in a learned potential (:func:`integrate`)
+METHODS = ("batched", "direct", "exported")
 
 _YOSHIDA_W1 = 1.0 / (2.0 - 2.0 ** (1.0 / 3.0))
 _YOSHIDA_STAGES = (_YOSHIDA_W1, 1.0 - 2.0 * _YOSHIDA_W1, _YOSHIDA_W1)
@@ -227,8 +238,9 @@ def compare_orbits(
     Returns per-time curves (``t``, ``energy_drift_median``/``_max``, ``divergence_median``/
     ``_p90``) and scalars (``energy_drift_max``, ``divergence_final_median``, ...).
     """
-    e = orbits.energy(pot)
-    drift = np.abs(e / e[:, :1] - 1.0)
+    from .compare import energy_drift, orbit_divergence
+
+    drift = energy_drift(orbits.energy(pot))
     out: dict[str, Any] = {
         "n_orbits": len(orbits),
         "t": orbits.t.tolist(),
@@ -237,11 +249,9 @@ def compare_orbits(
         "energy_drift_max": float(drift.max()),
     }
     if ref_pot is not None and reference is not None:
-        e_ref = reference.energy(ref_pot)
-        out["reference_energy_drift_max"] = float(np.abs(e_ref / e_ref[:, :1] - 1.0).max())
+        out["reference_energy_drift_max"] = float(energy_drift(reference.energy(ref_pot)).max())
     if reference is not None:
-        r0 = np.linalg.norm(reference.x[:, 0], axis=-1, keepdims=True)
-        div = np.linalg.norm(orbits.x - reference.x, axis=-1) / r0
+        div = orbit_divergence(orbits.x, reference.x)
         out.update(
             divergence_median=np.median(div, axis=0).tolist(),
             divergence_p90=np.percentile(div, 90, axis=0).tolist(),
@@ -249,6 +259,118 @@ def compare_orbits(
             divergence_final_p90=float(np.percentile(div[:, -1], 90)),
         )
     return out
+
+
+def integrate(
+    pot: Any,
+    x0: np.ndarray,
+    v0: np.ndarray,
+    t: np.ndarray,
+    method: str = "batched",
+    integrator: str = "dop853",
+    exported: Any = None,
+    export_method: str = "auto",
+    **kwargs: Any,
+) -> tuple[OrbitSet, Any, dict]:
+    """Integrate in the DeepPotential ``pot`` by ``method`` (one of :data:`METHODS`):
+
+    * ``batched``: all orbits at once in the network (:func:`integrate_batched` with
+      ``integrator``; ``kwargs`` go to it),
+    * ``direct``: galpy's Python dop853, one orbit and one network call per force evaluation,
+    * ``exported``: galpy's dop853_c in ``exported``, a C-backed export of ``pot``, built
+      here by :func:`~deeppot_galpy.export.export_galpy` (``export_method``) if not given.
+
+    Returns the orbits, the galpy potential they were integrated in (for their energies) and a
+    record: ``integrator``, ``seconds`` (integration only) and the export's report if built.
+    """
+    record: dict[str, Any] = {}
+    if method == "exported" and exported is None:
+        from .export import export_galpy
+
+        exported, record["export"] = export_galpy(pot, export_method)
+    t0 = time.perf_counter()
+    if method == "batched":
+        orbits = integrate_batched(pot, x0, v0, t, method=integrator, **kwargs)
+        record["integrator"], integrated_in = integrator, pot
+    elif method == "direct":
+        orbits = integrate_galpy(pot, x0, v0, t, method="dop853")
+        record["integrator"], integrated_in = "galpy dop853 (Python)", pot
+    elif method == "exported":
+        orbits = integrate_galpy(exported, x0, v0, t, method="dop853_c")
+        name = record["export"]["method"] if "export" in record else "given"
+        record["integrator"], integrated_in = f"galpy dop853_c in the {name} export", exported
+    else:
+        raise ValueError(f"unknown orbit method {method!r}; use one of {METHODS}")
+    record["seconds"] = time.perf_counter() - t0
+    return orbits, integrated_in, record
+
+
+def _start_radii(pot: Any, mock: Any) -> tuple[float, float]:
+    """Radii to start orbits at: the mock's well-sampled body, else the inner data region."""
+    if mock is not None:
+        return mock.r_range
+    reg = pot.natural_region()
+    return max(reg["r_min"], 0.02 * reg["r_max"]), 0.5 * reg["r_max"]
+
+
+def orbit_study(
+    pot: Any,
+    out: str | Path,
+    n_orbits: int = 100,
+    time_span: float | None = None,
+    steps: int = 1000,
+    method: str = "batched",
+    integrator: str = "dop853",
+    export_method: str = "auto",
+    mock: Any = None,
+    seed: int = 0,
+) -> dict:
+    """Orbits in the DeepPotential ``pot``, scored, written to ``out``/orbits.json and
+    ``out``/figures/orbits.png.
+
+    ``n_orbits`` start (seed ``seed``) from ``mock``'s distribution function inside its
+    well-sampled radii, or else on near-circular orbits in the inner data region, and run for
+    ``time_span`` (natural units; default ten circular periods at their median radius) with
+    ``steps`` outputs, by :func:`integrate` (``method``, ``integrator``, ``export_method``).
+    With a ``mock`` the same initial conditions are integrated in its true galpy potential,
+    and the divergence is measured. Returns the record written, with the figure's path.
+    """
+    from .rundir import RunDir
+
+    if n_orbits < 1 or steps < 1:
+        raise ValueError("the number of orbits and of steps must be positive")
+    if mock is not None and pot.model_units != mock.units:
+        raise ValueError(
+            f"the reference mock {mock.name!r} is in {mock.units}, the model in "
+            f"{pot.model_units}: they do not share natural units"
+        )
+    x0, v0 = initial_conditions(pot, n_orbits, seed, _start_radii(pot, mock), mock)
+    if time_span is None:
+        r = np.median(np.linalg.norm(x0, axis=1))
+        v_c = math.sqrt(max(float(pot.vcirc(r, use_physical=False)), 1e-12))
+        time_span = 10 * 2 * math.pi * r / v_c
+    t = np.linspace(0.0, time_span, steps + 1)
+
+    record: dict = {"method": method, "n_orbits": n_orbits, "time": time_span, "steps": steps}
+    learned, integrated_in, info = integrate(
+        pot, x0, v0, t, method, integrator, export_method=export_method
+    )
+    record.update(info)
+    results = {}
+    reference = ref_pot = None
+    if mock is not None:
+        ref_pot = mock.galpy_potential()
+        t0 = time.perf_counter()
+        reference = integrate_galpy(ref_pot, x0, v0, t, method="dop853_c")
+        record["reference_seconds"] = time.perf_counter() - t0
+        results["reference"] = compare_orbits(reference, ref_pot)
+    results[method] = compare_orbits(learned, integrated_in, reference, ref_pot)
+    record["results"] = results
+
+    run = RunDir(out, create=True)
+    run.write_json("orbits", record)
+    record["figure"] = str(plot_orbit_comparison(results, run.path / "figures" / "orbits.png"))
+    return record
 
 
 def plot_orbit_comparison(results: dict[str, dict], path: str | Path) -> Path:

@@ -9,6 +9,10 @@ r"""Figures of a fit, after the paper's Figs. 2 and 3, plus error profiles.
   :math:`\sqrt{r\,\langle -a_r\rangle}` and density with their :math:`1\sigma` and
   :math:`2\sigma` bands, against the truth where known.
 
+and, on a given (or new) axes, the results of :mod:`deeppot_galpy.compare`:
+:func:`plot_error_profile` (median errors against radius), :func:`plot_circular_velocity` and
+:func:`plot_vertical_force` (a disk's v_c(R) and K_z(z)).
+
 Figures are built as plain :class:`matplotlib.figure.Figure` objects, not through pyplot, so
 writing them neither needs nor changes a display backend (notebooks keep their inline plots).
 """
@@ -16,6 +20,7 @@ writing them neither needs nor changes a display backend (notebooks keep their i
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.colors import LogNorm
@@ -23,12 +28,18 @@ from matplotlib.figure import Figure
 
 from .compare import field_errors, radial_profile
 
+if TYPE_CHECKING:
+    from .units import Units
+
 __all__ = [
     "run_figures",
     "plot_df_rv",
     "plot_potential",
     "plot_errors_vs_radius",
     "plot_error_bars",
+    "plot_error_profile",
+    "plot_circular_velocity",
+    "plot_vertical_force",
 ]
 
 
@@ -291,3 +302,96 @@ def run_figures(
         paths.append(folder / "error_bars.png")
         plot_error_bars(paths[-1], net, replicates, data, truth, seed)
     return paths
+
+
+# ---- metrics from deeppot_galpy.compare on axes -------------------------------------------------
+def _unit_label(units: Units | None, kind: str) -> str:
+    if units is None or not units.is_physical:
+        return "(N-body units)" if units is not None else "(model units)"
+    return f"[{units.quantity(kind).to_string('latex_inline')}]"
+
+
+def _axes(ax):
+    if ax is not None:
+        return ax.figure, ax
+    fig = Figure(figsize=(6.0, 4.2), layout="constrained")
+    return fig, fig.subplots()
+
+
+def plot_error_profile(
+    metrics: dict,
+    ax=None,
+    keys: tuple[str, ...] = ("force", "density", "phi"),
+    units: Units | None = None,
+    label: str | None = None,
+    title: str = "Median error against radius",
+) -> Figure:
+    """Median errors per radial bin from :func:`~deeppot_galpy.compare.potential_metrics` (or
+    its ``radial`` dict)."""
+    prof = metrics.get("radial", metrics)
+    fig, ax = _axes(ax)
+    mid = np.sqrt(np.asarray(prof["r_lo"]) * np.asarray(prof["r_hi"]))
+    names = {
+        "force": "force",
+        "force_R": "force, R part",
+        "force_z": "force, z part",
+        "density": "density",
+        "phi": "potential",
+    }
+    for i, key in enumerate(k for k in keys if k in prof):
+        name = names.get(key, key) if label is None else f"{label}: {names.get(key, key)}"
+        ax.plot(mid, prof[key], f"C{i}o-", label=name)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(f"radius r {_unit_label(units, 'length')}")
+    ax.set_ylabel("median relative error")
+    ax.set_title(title)
+    ax.legend()
+    ax.grid(alpha=0.3, which="both")
+    return fig
+
+
+def plot_circular_velocity(
+    metrics: dict,
+    ax=None,
+    units: Units | None = None,
+    labels: tuple[str, str] = ("model", "reference"),
+    title: str = "Circular velocity in the plane",
+) -> Figure:
+    """v_c(R) of model and reference from :func:`~deeppot_galpy.compare.disk_metrics`, with
+    the relative error."""
+    vc = metrics["vc"]
+    fig, ax = _axes(ax)
+    ax.plot(vc["R"], vc["reference"], "k-", label=labels[1])
+    ax.plot(vc["R"], vc["model"], "C3--", label=labels[0])
+    ax.set_xlabel(f"cylindrical radius R {_unit_label(units, 'length')}")
+    ax.set_ylabel(f"$v_c$ {_unit_label(units, 'velocity')}")
+    ax.set_title(f"{title} (median error {100 * metrics['vc_err_median']:.2g}%)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def plot_vertical_force(
+    metrics: dict,
+    ax=None,
+    units: Units | None = None,
+    labels: tuple[str, str] = ("model", "reference"),
+    title: str | None = None,
+) -> Figure:
+    """|K_z|(z) at R_sun of model and reference from :func:`~deeppot_galpy.compare.disk_metrics`."""
+    kz = metrics["kz"]
+    fig, ax = _axes(ax)
+    ax.plot(kz["z"], np.abs(kz["reference"]), "k-", label=labels[1])
+    ax.plot(kz["z"], np.abs(kz["model"]), "C0--", label=labels[0])
+    ax.set_xlabel(f"height z {_unit_label(units, 'length')}")
+    ax.set_ylabel(f"$|K_z|$ {_unit_label(units, 'acceleration')}")
+    if title is None:
+        title = (
+            f"Vertical force at R = {kz['R']:.3g} "
+            f"(median error {100 * metrics['kz_err_median']:.2g}%)"
+        )
+    ax.set_title(title)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return fig

@@ -14,14 +14,12 @@ from deeppot_galpy.compare import (
     disk_metrics,
     field_errors,
     in_region,
-    plot_circular_velocity,
-    plot_error_profile,
-    plot_vertical_force,
     potential_metrics,
     summarize,
     vertical_force,
 )
 from deeppot_galpy.mocks import Plummer
+from deeppot_galpy.plots import plot_circular_velocity, plot_error_profile, plot_vertical_force
 from deeppot_galpy.potential import PotentialConfig, PotentialNet
 from deeppot_galpy.units import Units
 

@@ -16,20 +16,24 @@ _REGISTRY: dict[str, type[MockSystem]] = {
     "nfw": NFW,
     "mn_disk": MiyamotoNagaiDisk,
 }
-if find_spec("agama") is not None:  # the optional Agama disk, listed only where it can run
-    from ..agama import AgamaDiskMock
-
-    _REGISTRY[AgamaDiskMock.name] = AgamaDiskMock
+# The optional Agama disk, listed only where it can run, and imported when asked for:
+# deeppot_galpy.agama imports this package, so importing it here would be a cycle.
+_AGAMA_DISK = "agama_qi_disk"
+_LISTED = sorted(_REGISTRY) + ([_AGAMA_DISK] if find_spec("agama") is not None else [])
 
 
 def get_mock(name: str, **params) -> MockSystem:
     """A mock system by name (see ``available_mocks()``), with its parameters."""
+    if name == _AGAMA_DISK and name in _LISTED:
+        from ..agama import AgamaDiskMock
+
+        return AgamaDiskMock(**params)
     try:
         cls = _REGISTRY[name]
     except KeyError:
-        raise ValueError(f"unknown mock {name!r}; available: {sorted(_REGISTRY)}") from None
+        raise ValueError(f"unknown mock {name!r}; available: {_LISTED}") from None
     return cls(**params)
 
 
 def available_mocks() -> list[str]:
-    return sorted(_REGISTRY)
+    return sorted(_LISTED)
