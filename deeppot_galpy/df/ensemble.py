@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from ..checkpoint import Checkpoint, restore_training_state, training_state
 from ..device import map_batches
 from ..phasespace import PhaseSpace, Standardization, split_rows
+from .factorised import FactorisedFlow
 from .flows import FlowConfig, PhaseSpaceFlow
 
 __all__ = ["FlowEnsemble", "FlowTraining", "StarBatches", "split_rows", "train_flow"]
@@ -101,7 +102,7 @@ def _schedule(step: int, total: int, t0: float, budget: float | None) -> float:
 
 
 def train_flow(
-    flow: PhaseSpaceFlow,
+    flow: nn.Module,
     train: Tensor | StarBatches,
     val: Tensor,
     cfg: FlowTraining,
@@ -199,6 +200,12 @@ def _mean_nll(flow: nn.Module, eta: Tensor, batch: int = 65536) -> float:
     return total / len(eta)
 
 
+def member(mean: Tensor, scale: Tensor, config: FlowConfig) -> nn.Module:
+    """One flow of the form ``config.model`` names (the same log_prob/sample interface)."""
+    cls = FactorisedFlow if config.model == "factorised" else PhaseSpaceFlow
+    return cls(mean, scale, config)
+
+
 class FlowEnsemble(nn.Module):
     """K flows whose mean density models f(x, v), in the model's units."""
 
@@ -210,7 +217,7 @@ class FlowEnsemble(nn.Module):
         self.standardization = standardization
         mean = torch.as_tensor(standardization.mean)
         scale = torch.as_tensor(standardization.scale)
-        self.members = nn.ModuleList(PhaseSpaceFlow(mean, scale, config) for _ in range(k))
+        self.members = nn.ModuleList(member(mean, scale, config) for _ in range(k))
 
     @property
     def k(self) -> int:
@@ -297,7 +304,7 @@ class FlowEnsemble(nn.Module):
         """Initial weights of member k from its own seed (independent of construction order)."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed + k)
-            fresh = PhaseSpaceFlow(self.members[k].mean, self.members[k].scale, self.config)
+            fresh = member(self.members[k].mean, self.members[k].scale, self.config)
         return fresh.to(self.device).state_dict()
 
     def log_prob(self, eta: Tensor) -> Tensor:

@@ -30,17 +30,29 @@ from zuko.flows import Flow, GeneralCouplingTransform
 from zuko.lazy import UnconditionalDistribution, UnconditionalTransform
 from zuko.transforms import LULinearTransform, MonotonicAffineTransform, MonotonicRQSTransform
 
-__all__ = ["FlowConfig", "PhaseSpaceFlow"]
+__all__ = ["FlowConfig", "PhaseSpaceFlow", "build_flow"]
+
+
+MODELS = ("joint", "factorised")
 
 
 @dataclass(frozen=True)
 class FlowConfig:
-    """Architecture of one flow: ``steps`` x (rescale, LU, RQS coupling)."""
+    """Architecture of one flow: ``steps`` x (rescale, LU, RQS coupling).
+
+    ``model`` is the form of f: ``"joint"``, one flow on the 6D phase space, or
+    ``"factorised"``, f = n(x) p(v | x) (:class:`~deeppot_galpy.df.factorised.FactorisedFlow`).
+    """
 
     steps: int = 6  # 6 beat 4 on grad ln f and the core at equal wall time (RESULTS.md)
     bins: int = 8
     hidden: tuple[int, ...] = (128, 128)
     bound: float = 5.0  # spline domain [-bound, bound] in standardised units; identity outside
+    model: str = "joint"
+
+    def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise ValueError(f"unknown DF model {self.model!r}; use one of {MODELS}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -59,6 +71,34 @@ def _coupling_masks(dim: int, steps: int) -> list[Tensor]:
     return [base.clone() if k % 2 == 0 else ~base for k in range(steps)]
 
 
+def build_flow(dim: int, config: FlowConfig, context: int = 0) -> Flow:
+    """``config.steps`` x (rescale, LU, RQS coupling) on a standard normal base in ``dim`` axes.
+
+    With ``context > 0`` the couplings' MLPs also read a context vector, making a conditional
+    density p(y | c); the rescalings and LU maps stay unconditional.
+    """
+    spline = partial(MonotonicRQSTransform, bound=config.bound)
+    transforms = []
+    for mask in _coupling_masks(dim, config.steps):
+        transforms += [
+            UnconditionalTransform(MonotonicAffineTransform, torch.zeros(dim), torch.zeros(dim)),
+            UnconditionalTransform(LULinearTransform, torch.eye(dim)),
+            GeneralCouplingTransform(
+                dim,
+                context,
+                mask=mask,
+                univariate=spline,
+                shapes=[(config.bins,), (config.bins,), (config.bins - 1,)],
+                hidden_features=config.hidden,
+                activation=nn.SiLU,
+            ),
+        ]
+    base = UnconditionalDistribution(
+        zuko.distributions.DiagNormal, torch.zeros(dim), torch.ones(dim), buffer=True
+    )
+    return Flow(transforms, base)
+
+
 class PhaseSpaceFlow(nn.Module):
     """A normalizing flow density on 6D phase space, in the model's units.
 
@@ -67,31 +107,10 @@ class PhaseSpaceFlow(nn.Module):
 
     def __init__(self, mean: Tensor, scale: Tensor, config: FlowConfig = FlowConfig()):
         super().__init__()
-        dim = len(mean)
         self.config = config
         self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
         self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float32))
-        spline = partial(MonotonicRQSTransform, bound=config.bound)
-        transforms = []
-        for mask in _coupling_masks(dim, config.steps):
-            transforms += [
-                UnconditionalTransform(
-                    MonotonicAffineTransform, torch.zeros(dim), torch.zeros(dim)
-                ),
-                UnconditionalTransform(LULinearTransform, torch.eye(dim)),
-                GeneralCouplingTransform(
-                    dim,
-                    mask=mask,
-                    univariate=spline,
-                    shapes=[(config.bins,), (config.bins,), (config.bins - 1,)],
-                    hidden_features=config.hidden,
-                    activation=nn.SiLU,
-                ),
-            ]
-        base = UnconditionalDistribution(
-            zuko.distributions.DiagNormal, torch.zeros(dim), torch.ones(dim), buffer=True
-        )
-        self.flow = Flow(transforms, base)
+        self.flow = build_flow(len(mean), config)
 
     def log_prob(self, eta: Tensor) -> Tensor:
         """ln f(eta) in the model's units, eta (N, 6)."""

@@ -1,0 +1,109 @@
+r"""The distribution function as a density in space times a velocity distribution at each place.
+
+.. math:: f(\vec x, \vec v) = n(\vec x)\, p(\vec v \mid \vec x), \qquad
+          \ln f = \ln n(\vec x) + \ln p(\vec v \mid \vec x),
+
+with n a flow on the positions and p a conditional flow on the velocities (its couplings read the
+position), as Buckley et al. (2023) and Kalda & Green (2026) model Gaia stars. Before the
+conditional flow, the velocities are centred and whitened by a smooth function of position,
+
+.. math:: \vec w = e^{-S(\vec x)} \bigl(\vec u - \vec m(\vec x)\bigr), \qquad
+          S = S_{\rm MLP}(\vec x) + b(\vec x)\,
+              \frac{\vec y \vec y^{\mathsf T}}{|\vec y|^2 + \epsilon},
+          \qquad \ln\lvert\det \partial\vec w/\partial\vec u\rvert = -\operatorname{tr} S,
+
+where u and y are the standardised velocity and position, m the mean velocity (streaming,
+rotation) and e^S, S symmetric, the velocity ellipsoid: its size and orientation at every
+place. The radial term lets the ellipsoid point along the radius vector (the Osipkov-Merritt
+"cigar", the tilt of a disk's ellipsoid) without a frame that is singular on an axis, so an
+ellipsoid that turns with position is one fixed shape to the flow, which only learns what is
+not Gaussian. grad ln f comes by autograd through all of it.
+
+A spatial selection (magnitude limit, survey volume) changes n(x) but not p(v | x).
+
+References:
+    Buckley, Lim, Putney & Shih 2023, arXiv:2205.01129; Kalda & Green 2026, arXiv:2512.02115.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .flows import FlowConfig, build_flow
+
+__all__ = ["FactorisedFlow", "VelocityEllipsoid"]
+
+_EPS = 0.01  # softens the radial tensor y y^T / |y|^2 at the centre (standardised units^2)
+_S_MAX = 4.0  # bound on each element of S: ellipsoid axes within e^(+-12) of the standardisation
+
+
+def context(y: Tensor) -> Tensor:
+    """What the position-dependent networks read: asinh keeps a cusp's 10^3-wide range in view."""
+    return torch.asinh(y)
+
+
+class VelocityEllipsoid(nn.Module):
+    """The mean velocity m(x) and log-ellipsoid S(x) (symmetric 3x3) at standardised positions."""
+
+    def __init__(self, hidden: tuple[int, ...]):
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = 3
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.SiLU()]
+            width = h
+        out = nn.Linear(width, 3 + 6 + 1)
+        # start at the identity: zero mean, unit ellipsoid (the standardisation's)
+        nn.init.zeros_(out.weight)
+        nn.init.zeros_(out.bias)
+        self.net = nn.Sequential(*layers, out)
+        rows, cols = torch.triu_indices(3, 3)
+        self.register_buffer("rows", rows, persistent=False)
+        self.register_buffer("cols", cols, persistent=False)
+
+    def forward(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean (N, 3) and S (N, 3, 3) at standardised positions y (N, 3)."""
+        out = self.net(context(y))
+        # bounded, so a star far outside the others cannot overflow the matrix exponential
+        out = torch.cat([out[:, :3], _S_MAX * torch.tanh(out[:, 3:] / _S_MAX)], dim=1)
+        upper = out.new_zeros(len(y), 3, 3)
+        upper[:, self.rows, self.cols] = out[:, 3:9]
+        s = 0.5 * (upper + upper.transpose(1, 2))
+        radial = y[:, :, None] * y[:, None, :] / ((y * y).sum(1) + _EPS)[:, None, None]
+        return out[:, :3], s + out[:, 9, None, None] * radial
+
+
+class FactorisedFlow(nn.Module):
+    """f = n(x) p(v | x) in the model's units; the interface of :class:`PhaseSpaceFlow`.
+
+    ``mean`` and ``scale`` (6,) are the fixed standardisation of (x, v).
+    """
+
+    def __init__(self, mean: Tensor, scale: Tensor, config: FlowConfig = FlowConfig()):
+        super().__init__()
+        self.config = config
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
+        self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float32))
+        self.positions = build_flow(3, config)
+        self.ellipsoid = VelocityEllipsoid(config.hidden)
+        self.velocities = build_flow(3, config, context=3)
+
+    def log_prob(self, eta: Tensor) -> Tensor:
+        """ln f(eta) in the model's units, eta (N, 6)."""
+        z = (eta - self.mean) / self.scale
+        y, u = z[:, :3], z[:, 3:]
+        m, s = self.ellipsoid(y)
+        w = (torch.linalg.matrix_exp(-s) @ (u - m)[:, :, None])[:, :, 0]
+        log_det = -torch.diagonal(s, dim1=1, dim2=2).sum(1)
+        log_pv = self.velocities(context(y)).log_prob(w) + log_det
+        return self.positions().log_prob(y) + log_pv - torch.log(self.scale).sum()
+
+    @torch.no_grad()
+    def sample(self, n: int) -> Tensor:
+        """n phase-space points (n, 6) in the model's units: x from n(x), then v from p(v | x)."""
+        y = self.positions().sample((n,))
+        w = self.velocities(context(y)).sample()
+        m, s = self.ellipsoid(y)
+        u = m + (torch.linalg.matrix_exp(s) @ w[:, :, None])[:, :, 0]
+        return torch.cat([y, u], dim=1) * self.scale + self.mean
