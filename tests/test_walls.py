@@ -21,8 +21,9 @@ PACKAGE = Path(deeppot_galpy.__file__).parent
 
 # edges of cycles owned by other work in progress, each to be removed by its fix
 KNOWN_CYCLE_EDGES = {
-    # compare.as_field imports AgamaField; issue 14 moves Agama to the edge (agama.py's owner)
-    ("deeppot_galpy.compare", "deeppot_galpy.agama"),
+    # export's C-force check borrows orbits.cartesian_to_galpy while orbits.orbit_study calls
+    # export_galpy (both inside functions); to go when that helper leaves orbits.py
+    ("deeppot_galpy.export", "deeppot_galpy.orbits"),
 }
 
 
