@@ -1,0 +1,274 @@
+r"""The solar neighbourhood's dynamical quantities from any galpy potential, with error bars.
+
+At the Sun's position :math:`(R_0, z_0, \phi_0)` (Galactocentric cylindrical, :math:`z` from the
+mid-plane of the frame):
+
+* the circular speed in the plane :math:`v_c(R_0) = \sqrt{-R\,F_R(R_0, 0, \phi_0)}` and its
+  slope :math:`dv_c/dR` (galpy's ``vcirc``, ``dvcircdR``),
+* Oort's constants (Binney & Tremaine 2008, eq. 3.83; :math:`A \approx 15`,
+  :math:`B \approx -12` km/s/kpc in the Milky Way, e.g. Bovy 2017)
+
+  .. math::
+      A = -\frac{R}{2}\frac{d}{dR}\frac{v_c}{R} = \frac12\Big(\frac{v_c}{R} - \frac{dv_c}{dR}\Big),
+      \qquad
+      B = -\frac12\Big(\frac{v_c}{R} + \frac{dv_c}{dR}\Big),
+
+  so :math:`A - B = \Omega = v_c/R` and :math:`A + B = -dv_c/dR`,
+* the vertical force :math:`K_z(z) = F_z = -\partial\Phi/\partial z` at :math:`(R_0, z, \phi_0)`
+  for :math:`|z| \le` ``z_max`` (1.1 kpc, Kuijken & Gilmore 1989), negative above the plane;
+  :math:`|K_z|/2\pi G` is the surface density (Msun/pc^2) of an infinite slab with that force,
+* the total density :math:`\rho_0 = \nabla^2\Phi / 4\pi G` at the Sun and, given a baryonic
+  galpy potential, the dark-matter density :math:`\rho_{DM} = \rho_0 - \rho_b(R_0, z_0)`.
+
+The Sun's position defaults to the frame a run recorded (``run.json``, ``data.meta.frame``)
+when given a run directory, else to astropy's Galactocentric "v4.0" frame (:math:`R_0` = 8.122
+kpc, :math:`z_0` = 20.8 pc, :math:`\phi_0 = \pi`: astropy puts the Sun at :math:`x < 0`).
+Numbers are read as galpy reads them (natural units of the potential's ``ro``, ``vo``; phi in
+radians) or given as Quantities. With bootstrap replicates of a fit
+(:meth:`DeepPotential.load_replicates
+<deeppot_galpy.galpy_potential.DeepPotential.load_replicates>`) each quantity's
+:math:`1\sigma` error is the replicates' standard deviation, as in
+:mod:`deeppot_galpy.uncertainty`; the baryonic model is taken as exact.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+import astropy.units as u
+import numpy as np
+from astropy.constants import G as G_NEWTON
+
+__all__ = ["BARYONIC_MODELS", "LocalQuantities", "baryonic_model", "local_quantities", "sun_cyl"]
+
+KMS = u.km / u.s
+FREQ = KMS / u.kpc
+FORCE = KMS**2 / u.kpc
+DENS = u.Msun / u.pc**3
+SURF = u.Msun / u.pc**2
+
+#: galpy Milky Way models whose baryonic part (bulge, disks, gas: every component but the
+#: dark halo, an NFW or Cautun20's contracted one) :func:`baryonic_model` returns
+BARYONIC_MODELS = ("MWPotential2014", "McMillan17", "Cautun20")
+_HALO_CLASSES = ("NFWPotential", "AdiabaticContractionWrapperPotential")
+
+
+def baryonic_model(name: str) -> list:
+    """The baryonic components of galpy's Milky Way model ``name`` (one of
+    :data:`BARYONIC_MODELS`): every component except its NFW (or contracted) dark halo."""
+    from galpy.potential import mwpotentials
+
+    if name not in BARYONIC_MODELS:
+        raise ValueError(f"unknown baryonic model {name!r}; use one of {list(BARYONIC_MODELS)}")
+    return [p for p in getattr(mwpotentials, name) if type(p).__name__ not in _HALO_CLASSES]
+
+
+def sun_cyl(frame: Any = None) -> tuple[u.Quantity, u.Quantity, u.Quantity]:
+    """The Sun's Galactocentric (R0, z0, phi0) in ``frame`` (a
+    :class:`~deeppot_galpy.data.FrameParameters` or its dict; None: astropy's "v4.0")."""
+    from astropy.coordinates import galactocentric_frame_defaults
+
+    from ..data.frames import FrameParameters, sun_position
+
+    if frame is None:
+        with galactocentric_frame_defaults.set("v4.0"):
+            frame = FrameParameters()
+    elif isinstance(frame, dict):
+        frame = FrameParameters.from_dict(frame)
+    x, y, z = sun_position(frame)
+    return math.hypot(x, y) * u.kpc, z * u.kpc, math.atan2(y, x) * u.rad
+
+
+@dataclass(frozen=True)
+class LocalQuantities:
+    """The local quantities (module docstring) as Quantities; ``sigma`` holds the 1-sigma
+    error of each (same names) when replicates were given."""
+
+    R0: u.Quantity
+    z0: u.Quantity
+    phi0: u.Quantity
+    vc: u.Quantity
+    dvc_dR: u.Quantity
+    oort_A: u.Quantity
+    oort_B: u.Quantity
+    rho0: u.Quantity
+    z: u.Quantity
+    Kz: u.Quantity
+    rho_dm: u.Quantity | None = None
+    sigma: dict | None = None
+
+    #: the scalar quantities, their labels and display units
+    ROWS = (
+        ("vc", "v_c(R0)", KMS),
+        ("dvc_dR", "dv_c/dR", FREQ),
+        ("oort_A", "Oort A", FREQ),
+        ("oort_B", "Oort B", FREQ),
+        ("rho0", "rho_0 (total)", DENS),
+        ("rho_dm", "rho_DM (total - baryons)", DENS),
+    )
+    #: how :meth:`table` writes the units
+    UNIT_NAMES = {KMS: "km/s", FREQ: "km/s/kpc", DENS: "Msun/pc^3", SURF: "Msun/pc^2"}
+    #: heights at which :meth:`table` prints K_z / 2 pi G
+    KZ_ROWS = (1.1, 0.5, -0.5, -1.1)
+
+    def surface_density(self) -> u.Quantity:
+        """:math:`|K_z(z)| / 2\\pi G` [Msun/pc^2] on the grid ``z``."""
+        return (np.abs(self.Kz) / (2 * np.pi * G_NEWTON)).to(SURF)
+
+    def _kz_index(self, z_kpc: float) -> int | None:
+        i = int(np.argmin(np.abs(self.z.to_value(u.kpc) - z_kpc)))
+        return i if abs(self.z[i].to_value(u.kpc) - z_kpc) < 1e-6 else None
+
+    def rows(self) -> list[tuple[str, float, float | None, str]]:
+        """(label, value, 1 sigma or None, unit) of every reported number."""
+        out = []
+        for key, label, unit in self.ROWS:
+            value = getattr(self, key)
+            if value is None:
+                continue
+            err = self.sigma[key].to_value(unit) if self.sigma else None
+            out.append((label, float(value.to_value(unit)), err, self.UNIT_NAMES[unit]))
+        surf = self.surface_density()
+        surf_err = (self.sigma["Kz"] / (2 * np.pi * G_NEWTON)).to(SURF) if self.sigma else None
+        for zk in self.KZ_ROWS:
+            i = self._kz_index(zk)
+            if i is not None:
+                err = float(surf_err[i].value) if surf_err is not None else None
+                label = f"|K_z|/2piG at z = {zk:+.1f} kpc"
+                out.append((label, float(surf[i].value), err, self.UNIT_NAMES[SURF]))
+        return out
+
+    def table(self, others: dict[str, LocalQuantities] | None = None) -> str:
+        """An aligned text table: value, 1 sigma (if known) and unit, with a column for each
+        of ``others`` (e.g. published models at the same position)."""
+        others = others or {}
+        head = (
+            f"Sun at R0 = {self.R0.to_value(u.kpc):.3f} kpc, z0 = {self.z0.to_value(u.pc):.1f} pc, "
+            f"phi0 = {self.phi0.to_value(u.deg):.1f} deg"
+        )
+        other_rows = {name: {r[0]: r[1] for r in q.rows()} for name, q in others.items()}
+        cols = ["quantity", "value", "1 sigma", "unit", *others]
+        lines = []
+        for label, value, err, unit in self.rows():
+            cells = [label, f"{value:.4g}", "" if err is None else f"{err:.2g}", unit]
+            cells += [
+                f"{other_rows[n][label]:.4g}" if label in other_rows[n] else "-" for n in others
+            ]
+            lines.append(cells)
+        widths = [max(len(c[i]) for c in [cols, *lines]) for i in range(len(cols))]
+        fmt = "  ".join(f"{{:<{w}}}" if i in (0, 3) else f"{{:>{w}}}" for i, w in enumerate(widths))
+        body = [fmt.format(*cols), "  ".join("-" * w for w in widths)]
+        return "\n".join([head, *body, *(fmt.format(*c) for c in lines)])
+
+    def to_dict(self) -> dict:
+        """Plain floats (JSON): each quantity in the unit :meth:`rows` prints, ``unit`` keys."""
+        units = {key: unit for key, _, unit in self.ROWS}
+        units.update(R0=u.kpc, z0=u.kpc, phi0=u.rad, z=u.kpc, Kz=FORCE)
+        out: dict = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "sigma" or value is None:
+                continue
+            out[f.name] = np.asarray(value.to_value(units[f.name])).tolist()
+            out[f"{f.name}_unit"] = units[f.name].to_string()
+        if self.sigma:
+            out["sigma"] = {
+                k: np.asarray(v.to_value(units[k])).tolist() for k, v in self.sigma.items()
+            }
+        return out
+
+
+def _as_quantity(value: Any, unit: u.UnitBase, ro: float) -> u.Quantity:
+    """A galpy-style input: a Quantity as it is, a number in natural units (lengths in ro)."""
+    if isinstance(value, u.Quantity):
+        return value.to(unit)
+    return value * ro * u.kpc if unit == u.kpc else value * u.rad
+
+
+def _evaluate(pot: Any, R0, z0, phi0, z_grid, baryons: Any) -> dict:
+    """Every quantity of one potential (galpy's physical output with its own ro, vo)."""
+    from galpy.potential import dvcircdR, evaluateDensities, evaluatezforces, vcirc
+    from galpy.util.conversion import get_physical
+
+    kw = {**get_physical(pot), "quantity": True}
+    vc = vcirc(pot, R0, phi=phi0, **kw).to(KMS)
+    dvc = dvcircdR(pot, R0, phi=phi0, **kw).to(FREQ)
+    omega = (vc / R0).to(FREQ)
+    out = {
+        "vc": vc,
+        "dvc_dR": dvc,
+        "oort_A": 0.5 * (omega - dvc),
+        "oort_B": -0.5 * (omega + dvc),
+        "rho0": evaluateDensities(pot, R0, z0, phi=phi0, **kw).to(DENS),
+        # galpy's multi-component potentials take R as an array of the grid's shape
+        "Kz": evaluatezforces(pot, np.full(z_grid.shape, R0.value) * R0.unit, z_grid,
+                              phi=phi0, **kw).to(FORCE),
+    }  # fmt: skip
+    if baryons is not None:
+        kw_b = {**get_physical(baryons), "quantity": True}
+        out["rho_dm"] = out["rho0"] - evaluateDensities(baryons, R0, z0, phi=phi0, **kw_b).to(DENS)
+    return out
+
+
+def _run_defaults(run_dir: str | os.PathLike) -> tuple[Any, list, dict | None]:
+    """(DeepPotential, replicates, recorded frame) of a run directory."""
+    from ..galpy_potential import DeepPotential
+    from ..rundir import RunDir
+
+    record = RunDir(run_dir).read_json("run")
+    frame = ((record.get("data") or {}).get("meta") or {}).get("frame")
+    return DeepPotential.load(run_dir), DeepPotential.load_replicates(run_dir), frame
+
+
+def local_quantities(
+    potential: Any,
+    R0: Any = None,
+    z0: Any = None,
+    phi0: Any = None,
+    replicates: Sequence[Any] | None = None,
+    baryons: Any = None,
+    z_max: Any = 1.1 * u.kpc,
+    n_z: int = 45,
+) -> LocalQuantities:
+    """The local quantities (module docstring) of ``potential`` at the Sun.
+
+    ``potential`` is a galpy potential (a :class:`~deeppot_galpy.DeepPotential`, a galpy
+    ``Potential`` or list) or a run directory, whose recorded frame then places the Sun and
+    whose bootstrap replicates (if it has two or more and ``replicates`` is None) give the
+    errors. ``R0``, ``z0``, ``phi0`` override the Sun's position; ``replicates`` (at least
+    two) give 1-sigma errors; ``baryons`` (a galpy potential or list, or a name in
+    :data:`BARYONIC_MODELS`) give the dark-matter density. ``K_z`` is tabulated at ``n_z``
+    heights evenly over [-z_max, z_max] (the default grid has 0.05 kpc steps).
+    """
+    from galpy.util.conversion import get_physical
+
+    frame = None
+    if isinstance(potential, str | os.PathLike):
+        potential, run_replicates, frame = _run_defaults(potential)
+        if replicates is None and len(run_replicates) >= 2:
+            replicates = run_replicates
+    if replicates is not None and len(replicates) < 2:
+        raise ValueError(f"error bars need at least two replicates, got {len(replicates)}")
+    if isinstance(baryons, str):
+        baryons = baryonic_model(baryons)
+    if n_z < 2:
+        raise ValueError(f"n_z must be >= 2; got {n_z}")
+    ro = get_physical(potential)["ro"]
+    sun = sun_cyl(frame)
+    R0 = sun[0] if R0 is None else _as_quantity(R0, u.kpc, ro)
+    z0 = sun[1] if z0 is None else _as_quantity(z0, u.kpc, ro)
+    phi0 = _as_quantity(phi0, u.rad, ro) if phi0 is not None else sun[2]
+    if not R0.value > 0:
+        raise ValueError(f"R0 must be > 0; got {R0}")
+    z_max = _as_quantity(z_max, u.kpc, ro)
+    z_grid = np.linspace(-1.0, 1.0, n_z) * z_max
+    values = _evaluate(potential, R0, z0, phi0, z_grid, baryons)
+    sigma = None
+    if replicates is not None:
+        each = [_evaluate(p, R0, z0, phi0, z_grid, baryons) for p in replicates]
+        sigma = {k: np.std(u.Quantity([e[k] for e in each]), axis=0, ddof=1) for k in values}
+    return LocalQuantities(R0=R0, z0=z0, phi0=phi0, z=z_grid, sigma=sigma, **values)

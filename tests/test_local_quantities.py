@@ -1,0 +1,119 @@
+"""The local quantities reproduce an analytic galpy potential's, and their errors are the
+replicates' spread."""
+
+import astropy.units as u
+import numpy as np
+import pytest
+from galpy.potential import (
+    LogarithmicHaloPotential,
+    dvcircdR,
+    evaluateDensities,
+    evaluatezforces,
+    mwpotentials,
+    vcirc,
+)
+from galpy.util.conversion import dens_in_msolpc3
+
+from deeppot_galpy.local import LocalQuantities, baryonic_model, local_quantities, sun_cyl
+
+MW = mwpotentials.MWPotential2014  # ro = 8 kpc, vo = 220 km/s, physical output off
+RO, VO = 8.0, 220.0
+R0, Z0 = 8.2, 0.025  # kpc
+
+
+@pytest.fixture(scope="module")
+def mw() -> LocalQuantities:
+    return local_quantities(MW, R0 * u.kpc, Z0 * u.kpc, baryons="MWPotential2014")
+
+
+def test_sun_defaults_to_astropy_v40():
+    R, z, phi = sun_cyl()
+    assert R.to_value(u.kpc) == pytest.approx(np.sqrt(8.122**2 - 0.0208**2), rel=1e-6)
+    assert z.to_value(u.pc) == pytest.approx(20.8, rel=1e-6)
+    assert phi.to_value(u.rad) == pytest.approx(np.pi)
+    R_other, _, _ = sun_cyl({"galcen_distance_kpc": 8.3})
+    assert R_other.to_value(u.kpc) == pytest.approx(8.3, rel=1e-4)
+
+
+def test_matches_galpy(mw):
+    # galpy in natural units, converted by hand
+    R, z = R0 / RO, Z0 / RO
+    assert mw.vc.to_value(u.km / u.s) == pytest.approx(vcirc(MW, R) * VO, rel=1e-10)
+    assert mw.dvc_dR.to_value(u.km / u.s / u.kpc) == pytest.approx(
+        dvcircdR(MW, R) * VO / RO, rel=1e-10
+    )
+    rho = evaluateDensities(MW, R, z) * dens_in_msolpc3(VO, RO)
+    assert mw.rho0.to_value(u.Msun / u.pc**3) == pytest.approx(rho, rel=1e-10)
+    zg = mw.z.to_value(u.kpc)
+    assert zg[0] == pytest.approx(-1.1) and zg[-1] == pytest.approx(1.1)
+    kz = evaluatezforces(MW, np.full_like(zg, R), zg / RO) * VO**2 / RO
+    np.testing.assert_allclose(mw.Kz.to_value(u.km**2 / u.s**2 / u.kpc), kz, rtol=1e-10)
+    # the thin disk's K_z is odd in z, negative above the plane
+    np.testing.assert_allclose(mw.Kz, -mw.Kz[::-1], rtol=1e-10)
+    assert np.all(mw.Kz[zg > 0] < 0)
+
+
+def test_oort_constants_from_their_definitions(mw):
+    # A = -R/2 d(v_c/R)/dR by central differences of galpy's v_c; B = A - v_c/R
+    h = 1e-4
+    R = R0 / RO
+    omega = [vcirc(MW, r) / r for r in (R - h, R + h)]
+    A = -0.5 * R * (omega[1] - omega[0]) / (2 * h) * VO / RO
+    B = A - vcirc(MW, R) / R * VO / RO
+    assert mw.oort_A.to_value(u.km / u.s / u.kpc) == pytest.approx(A, rel=1e-6)
+    assert mw.oort_B.to_value(u.km / u.s / u.kpc) == pytest.approx(B, rel=1e-6)
+    # the Milky Way's signs and sizes (A ~ 15, B ~ -12 km/s/kpc; Bovy 2017)
+    assert 12 < A < 18 and -15 < B < -9
+
+
+def test_dark_matter_density_is_the_halo(mw):
+    halo = evaluateDensities(MW[2], R0 / RO, Z0 / RO) * dens_in_msolpc3(VO, RO)
+    assert mw.rho_dm.to_value(u.Msun / u.pc**3) == pytest.approx(halo, rel=1e-10)
+    assert [type(p).__name__ for p in baryonic_model("MWPotential2014")] == [
+        "PowerSphericalPotentialwCutoff",
+        "MiyamotoNagaiPotential",
+    ]
+    with pytest.raises(ValueError, match="unknown baryonic model"):
+        baryonic_model("NoSuchModel")
+
+
+def test_numbers_are_galpy_natural_units(mw):
+    as_floats = local_quantities(
+        MW, R0 / RO, Z0 / RO, np.pi, baryons=baryonic_model("MWPotential2014")
+    )
+    for key in ("vc", "dvc_dR", "oort_A", "oort_B", "rho0", "rho_dm"):
+        assert getattr(as_floats, key).value == pytest.approx(getattr(mw, key).value, rel=1e-12)
+
+
+def test_error_is_the_replicates_spread():
+    # flat rotation curves v_c = sqrt(amp) vo, densities proportional to amp
+    amps = np.array([0.9, 1.0, 1.05, 1.2])
+    reps = [LogarithmicHaloPotential(amp=a, ro=RO, vo=VO) for a in amps]
+    q = local_quantities(reps[1], R0 * u.kpc, Z0 * u.kpc, replicates=reps)
+    assert q.vc.to_value(u.km / u.s) == pytest.approx(VO, rel=1e-10)
+    assert q.sigma["vc"].to_value(u.km / u.s) == pytest.approx(
+        np.std(np.sqrt(amps) * VO, ddof=1), rel=1e-10
+    )
+    assert (q.sigma["rho0"] / q.rho0).to_value("") == pytest.approx(np.std(amps, ddof=1), rel=1e-8)
+    # a flat curve: A = -B = v_c / 2R, so each replicate's A is sqrt(amp) vo / 2 R0
+    assert q.sigma["oort_A"].to_value(u.km / u.s / u.kpc) == pytest.approx(
+        np.std(np.sqrt(amps) * VO / (2 * R0), ddof=1), rel=1e-8
+    )
+    off_plane = np.abs(q.z.value) > 1e-9  # K_z(0) = 0 for every replicate
+    spread = (q.sigma["Kz"] / np.abs(q.Kz)).to_value("")[off_plane]
+    np.testing.assert_allclose(spread, np.std(amps, ddof=1), rtol=1e-8)
+    table = q.table()
+    assert "1 sigma" in table and "Oort A" in table and "km/s/kpc" in table
+    with pytest.raises(ValueError, match="at least two replicates"):
+        local_quantities(reps[0], replicates=reps[:1])
+
+
+def test_table_and_json(mw):
+    other = local_quantities(LogarithmicHaloPotential(ro=RO, vo=VO), R0 * u.kpc, Z0 * u.kpc)
+    lines = mw.table({"flat": other}).splitlines()
+    assert lines[1].split()[-1] == "flat"
+    row = next(line for line in lines if line.startswith("v_c(R0)"))
+    assert float(row.split()[1]) == pytest.approx(mw.vc.value, rel=1e-3)
+    assert float(row.split()[-1]) == pytest.approx(other.vc.value, rel=1e-3)
+    d = mw.to_dict()
+    assert d["vc_unit"] == "km / s" and len(d["Kz"]) == len(mw.z)
