@@ -21,6 +21,7 @@ import torch
 from report import report
 from run import SIZES
 
+from deeppot_galpy.config import FitOptions
 from deeppot_galpy.mocks import get_mock
 from deeppot_galpy.pipeline import fit
 from deeppot_galpy.rundir import RunDir
@@ -34,7 +35,8 @@ def run_system(name: str, size: str, replicates: int, out: Path, seed: int) -> d
         truth = get_mock(name)
         config = SIZES[size]
         config = replace(config, potential=replace(config.potential, replicates=replicates))
-        metrics = fit(truth.sample(config.n_stars, seed), folder, config, seed, truth=truth)
+        data, options = truth.sample(config.n_stars, seed), FitOptions(seed=seed)
+        metrics = fit(data, folder, config, options=options, truth=truth)
     if "coverage" not in metrics:
         raise SystemExit(f"{folder} has no replicates: remove it or choose another --out")
     seconds = metrics["timing"]["seconds"]

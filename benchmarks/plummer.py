@@ -25,12 +25,13 @@ import numpy as np
 import torch
 from report import report
 
+from deeppot_galpy.cbe_points import draw_cbe_points, jeans_moments
 from deeppot_galpy.compare import potential_metrics
 from deeppot_galpy.df import FlowConfig, FlowEnsemble, FlowTraining
 from deeppot_galpy.mocks import Plummer
-from deeppot_galpy.pipeline import draw_cbe_points, jeans_moments, score_against_truth
 from deeppot_galpy.potential import CBEPoints, PotentialTraining, fit_potential
 from deeppot_galpy.rundir import RunDir
+from deeppot_galpy.scoring import score_against_truth
 
 # name -> (flows: n_flows, split, FlowConfig kw, FlowTraining kw | None for truth; potential kw)
 _FLOWS4 = {"n_flows": 2, "split": "same", "flow": {"steps": 4}, "train": {"epochs": 40}}

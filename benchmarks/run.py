@@ -22,10 +22,12 @@ import torch
 from report import report
 
 from deeppot_galpy.baseline import fit_parametric
+from deeppot_galpy.cbe_points import draw_cbe_points
 from deeppot_galpy.compare import disk_metrics, potential_metrics
+from deeppot_galpy.config import PRESETS, FitOptions
 from deeppot_galpy.df import FlowTraining
 from deeppot_galpy.mocks import available_mocks, get_mock
-from deeppot_galpy.pipeline import PRESETS, draw_cbe_points, fit
+from deeppot_galpy.pipeline import fit
 from deeppot_galpy.rundir import RunDir, software_versions
 
 # the parametric family a classical analysis would fit to each system
@@ -55,7 +57,8 @@ def run_system(name: str, size: str, out: Path, seed: int) -> dict:
     t0 = time.perf_counter()
     data = truth.sample(config.n_stars, seed)
     t_sample = time.perf_counter() - t0
-    metrics = fit(data, out / name, config, seed, progress=False, truth=truth)
+    options = FitOptions(seed=seed, progress=False)
+    metrics = fit(data, out / name, config, options=options, truth=truth)
     run = RunDir(out / name)
     net, meta = run.load_potential()
     ens, _ = run.load_flows()

@@ -46,10 +46,11 @@ from memory import ResidentSet  # benchmarks/memory.py (run as a script)
 
 from deeppot_galpy import distributed
 from deeppot_galpy.compare import relative_error
+from deeppot_galpy.config import FitConfig, FitOptions
 from deeppot_galpy.df import FlowConfig, FlowEnsemble, FlowTraining
 from deeppot_galpy.mocks import Plummer
 from deeppot_galpy.phasespace import PhaseSpace, Standardization
-from deeppot_galpy.pipeline import FitConfig, fit
+from deeppot_galpy.pipeline import fit
 from deeppot_galpy.potential import CBEPoints, PotentialTraining, fit_potential
 
 FLOW_STARS = 2**20
@@ -156,7 +157,7 @@ def memory(n: int, source: str, stars: str) -> dict:
             data = np.load(stars, mmap_mode="r")[:n]
         else:
             data = PhaseSpace.from_eta(np.load(stars, mmap_mode="r")[:n].astype(np.float64))
-        metrics = fit(data, out, config, progress=False, figures=False)
+        metrics = fit(data, out, config, options=FitOptions(progress=False, figures=False))
         seconds = time.perf_counter() - t0
     with open("/proc/self/status") as fh:
         hwm = next(int(line.split()[1]) for line in fh if line.startswith("VmHWM"))
