@@ -121,12 +121,9 @@ class JeansMoments:
 
     def _moments(self, grad_phi: Tensor, idx: Tensor) -> list[Tensor]:
         """Per family, < psi_m grad_v h_mk . grad Phi > over the stars ``idx``: (M, size)."""
-        psi, v = self.psi(self.x[idx]), self.v[idx]
-        w = self._relative(v)
-        return [
-            torch.einsum("nm,nmk->mk", psi, fam.project(w, grad_phi)) / len(idx)
-            for fam in self.families
-        ]
+        with torch.no_grad():  # psi and the velocities do not depend on the potential
+            psi, w = self.psi(self.x[idx]), self._relative(self.v[idx])
+        return [f.moments(psi, w, grad_phi) / len(idx) for f in self.families]
 
     def __len__(self) -> int:
         return len(self.x)

@@ -26,8 +26,9 @@ and dispersion :math:`s_m` (per axis, rms) inside :math:`\psi_m`, scaled as
   moments of the CBE: the force against the divergence of the second moments). Three
   equations per window; all a smooth isotropic or anisotropic system needs in the limit of
   many windows, but each window sees only the second moments.
-* ``cubic``: :math:`\hat h = w_a w_b w_c` (the 10 distinct third moments): the force times
-  the second moments against the divergence of the fourth moments. They weigh the velocity
+* ``cubic``: :math:`\hat h = w_k |\vec w|^2` (third moments, contracted): the force times
+  the second-moment tensor (:math:`\delta_{jk}\langle w^2\rangle + 2\langle w_j w_k\rangle`)
+  against the divergence of fourth moments. They weigh the velocity
   ellipsoid's shape (the anisotropy) into the force, at the price of fourth-moment noise.
 * ``windows``: :math:`\hat h = \exp(-|\vec w - \vec o|^2/2)` for 7 velocity offsets
   :math:`\vec o \in \{0, \pm\hat e_x, \pm\hat e_y, \pm\hat e_z\}`: the CBE seen through
@@ -46,7 +47,6 @@ from torch import Tensor
 
 __all__ = ["FAMILIES", "VelocityFamily", "parse_families"]
 
-_CUBES = [(a, b, c) for a in range(3) for b in range(a, 3) for c in range(b, 3)]
 _OFFSETS = [[0.0, 0.0, 0.0]] + [[s * (i == j) for j in range(3)] for i in range(3) for s in (1, -1)]
 
 
@@ -54,63 +54,69 @@ _OFFSETS = [[0.0, 0.0, 0.0]] + [[s * (i == j) for j in range(3)] for i in range(
 class VelocityFamily:
     """A set of ``size`` velocity factors h_k.
 
-    ``value(v, w, s)`` gives h (n, M, size) from the velocities v (n, 3), the relative
-    velocities w (n, M, 3) and the dispersions s (M,); ``project(w, g)`` gives
-    grad_v h . g (n, M, size) for a vector g (n, 3) at each star (the force, or the axis).
+    From the velocities v (n, 3), the relative velocities w (n, M, 3) and the dispersions
+    s (M,): ``value(v, w, s)`` gives h (n, M, size); ``moments(psi, w, g)`` gives
+    sum_n psi_nm grad_v h_nmk . g_n (M, size) for the test functions psi (n, M) and a vector
+    g (n, 3) at each star (the force), differentiable in g.
     """
 
     name: str
     size: int
     value: Callable[[Tensor, Tensor, Tensor], Tensor]
-    project: Callable[[Tensor, Tensor], Tensor]
+    moments: Callable[[Tensor, Tensor, Tensor], Tensor]
 
 
 def _linear_value(v: Tensor, w: Tensor, s: Tensor) -> Tensor:
     return v.unsqueeze(1).expand(w.shape)
 
 
-def _linear_project(w: Tensor, g: Tensor) -> Tensor:
-    return g.unsqueeze(1).expand(w.shape)
-
-
-def _cube_index(w: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    idx = torch.as_tensor(_CUBES, device=w.device).T
-    return idx[0], idx[1], idx[2]
+def _linear_moments(psi: Tensor, w: Tensor, g: Tensor) -> Tensor:
+    return psi.T @ g  # grad_v v_k = e_k
 
 
 def _cubic_value(v: Tensor, w: Tensor, s: Tensor) -> Tensor:
-    a, b, c = _cube_index(w)
-    return s[:, None] * w[..., a] * w[..., b] * w[..., c]
+    return s[:, None] * w * w.square().sum(-1, keepdim=True)
 
 
-def _cubic_project(w: Tensor, g: Tensor) -> Tensor:
-    a, b, c = _cube_index(w)
-    g = g.unsqueeze(1)
-    wa, wb, wc = w[..., a], w[..., b], w[..., c]
-    return g[..., a] * wb * wc + wa * g[..., b] * wc + wa * wb * g[..., c]
+def _cubic_moments(psi: Tensor, w: Tensor, g: Tensor) -> Tensor:
+    # grad_w(w_k |w|^2) . g = g_k |w|^2 + 2 w_k (w . g) (h = s h_hat and dw/dv = 1/s cancel)
+    wg = torch.einsum("nmj,nj->nm", w, g)
+    with torch.no_grad():
+        psi_w2, psi_w = psi * w.square().sum(-1), psi.unsqueeze(-1) * w
+    return psi_w2.T @ g + 2.0 * torch.einsum("nmk,nm->mk", psi_w, wg)
 
 
 def _window_offsets(w: Tensor) -> Tensor:
     return torch.as_tensor(_OFFSETS, dtype=w.dtype, device=w.device)
 
 
+def _windows(w: Tensor) -> Tensor:
+    """exp(-|w - o_k|^2 / 2), (n, M, 7), as |w|^2 - 2 w.o + |o|^2 (no (n, M, 7, 3) array)."""
+    o = _window_offsets(w)
+    d2 = w.square().sum(-1, keepdim=True) - 2.0 * w @ o.T + o.square().sum(-1)
+    return torch.exp(-0.5 * d2)
+
+
 def _windows_value(v: Tensor, w: Tensor, s: Tensor) -> Tensor:
-    d = w.unsqueeze(2) - _window_offsets(w)  # (n, M, 7, 3)
-    return s[:, None] * torch.exp(-0.5 * d.square().sum(-1))
+    return s[:, None] * _windows(w)
 
 
-def _windows_project(w: Tensor, g: Tensor) -> Tensor:
-    d = w.unsqueeze(2) - _window_offsets(w)
-    # grad_w of exp(-|d|^2 / 2) is -d exp(-|d|^2 / 2); h = s h_hat and dw/dv = 1/s cancel
-    return -torch.exp(-0.5 * d.square().sum(-1)) * (d * g[:, None, None, :]).sum(-1)
+def _windows_moments(psi: Tensor, w: Tensor, g: Tensor) -> Tensor:
+    # grad_w exp(-|w - o|^2 / 2) . g = -(w . g - o . g) exp(...) (h = s h_hat and dw/dv = 1/s
+    # cancel)
+    with torch.no_grad():
+        weight = psi.unsqueeze(-1) * _windows(w)  # (n, M, 7)
+    wg = torch.einsum("nmj,nj->nm", w, g)
+    og = g @ _window_offsets(w).T  # (n, 7)
+    return torch.einsum("nmk,nk->mk", weight, og) - torch.einsum("nmk,nm->mk", weight, wg)
 
 
 FAMILIES: dict[str, VelocityFamily] = {
     f.name: f
     for f in (
-        VelocityFamily("linear", 3, _linear_value, _linear_project),
-        VelocityFamily("cubic", len(_CUBES), _cubic_value, _cubic_project),
-        VelocityFamily("windows", len(_OFFSETS), _windows_value, _windows_project),
+        VelocityFamily("linear", 3, _linear_value, _linear_moments),
+        VelocityFamily("cubic", 3, _cubic_value, _cubic_moments),
+        VelocityFamily("windows", len(_OFFSETS), _windows_value, _windows_moments),
     )
 }
 
