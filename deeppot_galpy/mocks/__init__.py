@@ -5,16 +5,26 @@ from importlib.util import find_spec
 from .base import MockSystem
 from .disk import MiyamotoNagaiDisk
 from .hernquist import HernquistOM
+from .local_disk import LocalDisk
 from .nfw import NFW
 from .plummer import Plummer
 
-__all__ = ["MockSystem", "HernquistOM", "MiyamotoNagaiDisk", "NFW", "Plummer", "get_mock"]
+__all__ = [
+    "MockSystem",
+    "HernquistOM",
+    "LocalDisk",
+    "MiyamotoNagaiDisk",
+    "NFW",
+    "Plummer",
+    "get_mock",
+]
 
 _REGISTRY: dict[str, type[MockSystem]] = {
     "plummer": Plummer,
     "hernquist_om": HernquistOM,
     "nfw": NFW,
     "mn_disk": MiyamotoNagaiDisk,
+    "local_disk": LocalDisk,
 }
 # The optional Agama disk, listed only where it can run, and imported when asked for:
 # deeppot_galpy.agama imports this package, so importing it here would be a cycle.
