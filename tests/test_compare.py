@@ -10,6 +10,7 @@ from galpy.potential import MiyamotoNagaiPotential, PlummerPotential, vcirc
 from deeppot_galpy.compare import (
     CallableField,
     as_field,
+    check_points,
     circular_velocity,
     disk_metrics,
     field_errors,
@@ -175,3 +176,39 @@ def test_plots_are_labelled(tmp_path, disk_x):
         fig.savefig(tmp_path / f"{name}.png")
         assert (tmp_path / f"{name}.png").stat().st_size > 1000
     assert "kpc" in plot_error_profile(res, units=units).axes[0].get_xlabel()
+
+
+def test_check_points_are_log_uniform_in_radius_and_inside_the_box():
+    ball = {"center": [0.5, 0.0, 0.0], "r_min": 0.01, "r_max": 10.0}
+    x = check_points(ball, 4000, seed=1)
+    r = np.linalg.norm(x - ball["center"], axis=1)
+    assert len(x) == 4000 and r.min() >= 0.01 and r.max() <= 10.0
+    # log-uniform: each decade holds a third of the points
+    np.testing.assert_allclose(
+        np.histogram(np.log10(r), [-2, -1, 0, 1])[0] / 4000, 1 / 3, atol=0.03
+    )
+    np.testing.assert_array_equal(x, check_points(ball, 4000, seed=1))
+    box = ball | {"lo": [-1.0, -1.0, -0.2], "hi": [2.0, 1.0, 0.2]}  # a slab: most of it cut
+    xb = check_points(box, 1000, seed=2)
+    assert len(xb) == 1000 and in_region(xb, box).all()
+    with pytest.raises(ValueError, match="box holds almost none"):
+        check_points(ball | {"lo": [20.0, 20.0, 20.0]}, 100)
+
+
+def test_galpy_potentials_convert_into_physical_units():
+    """A galpy potential with ro = 8 kpc, vo = 220 km/s read in kpc, km/s, Msun."""
+    pot = PlummerPotential(amp=2.0, b=0.5, ro=8.0, vo=220.0)
+    units = Units.galactic()
+    f = as_field(pot, units=units)
+    x = np.array([[8.0, 0.0, 0.0], [0.0, 4.0, 4.0]])
+    r2 = np.sum((x / 8.0) ** 2, axis=1)
+    np.testing.assert_allclose(f.potential(x), -2.0 / np.sqrt(r2 + 0.25) * 220.0**2)
+    np.testing.assert_allclose(
+        f.acceleration(x),
+        -2.0 * (x / 8.0) / (r2 + 0.25)[:, None] ** 1.5 * 220.0**2 / 8.0,
+        atol=1e-9,  # components that vanish come out at ~1e-13 (round-off of phi)
+    )
+    rho_nat = 3 * 2.0 * 0.25 / (4 * np.pi) / (r2 + 0.25) ** 2.5
+    np.testing.assert_allclose(f.density(x), rho_nat * 220.0**2 / 64.0 / units.G)
+    with pytest.raises(ValueError, match="disagrees"):
+        as_field(pot, G=2.0, units=units)

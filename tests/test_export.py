@@ -96,6 +96,13 @@ def test_plummer_export_is_faithful_to_the_network(plummer_export, plummer_fit):
     assert report["force_err_median"] < 0.1 * plummer_fit.accuracy["force_err_median"]
     assert exported.hasC and exported.hasC_dxdv
     assert not exported._roSet  # an N-body model exports in natural units
+    # the report says how its points are weighted, the same way as the Agama export's
+    from deeppot_galpy.compare import CHECK_POINTS
+
+    assert report["check_points"] == CHECK_POINTS
+    by_radius = report["force_err_median_by_radius"]
+    assert by_radius[0][0] == pytest.approx(pot.natural_region()["r_min"], rel=0.05)
+    assert by_radius[-1][1] == pytest.approx(pot.natural_region()["r_max"], rel=0.05)
 
 
 def test_orbits_in_the_export_follow_the_network(plummer_export):
