@@ -6,7 +6,8 @@ backend is gloo on CPU and nccl on CUDA, where rank r uses ``cuda:LOCAL_RANK``.
 
 What each stage splits, and why the result is the one-process result:
 
-* flows: member k is initialised and shuffled from seed + k alone, so members are independent;
+* flows: member k is initialised and shuffled from its own seed alone (the flows stream's
+  seed + k, :mod:`deeppot_galpy.seeds`), so members are independent;
   rank r trains members r, r + N, ... and each owner broadcasts its members' weights. Every
   rank then holds the ensemble a single process would have trained, bit for bit.
 * CBE points: rank 0 draws them (cheap) and shares them, so every rank has the same points
