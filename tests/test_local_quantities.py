@@ -1,6 +1,8 @@
 """The local quantities reproduce an analytic galpy potential's, and their errors are the
 replicates' spread."""
 
+import json
+
 import astropy.units as u
 import numpy as np
 import pytest
@@ -117,3 +119,40 @@ def test_table_and_json(mw):
     assert float(row.split()[-1]) == pytest.approx(other.vc.value, rel=1e-3)
     d = mw.to_dict()
     assert d["vc_unit"] == "km / s" and len(d["Kz"]) == len(mw.z)
+
+
+def test_deeppot_local_command(tmp_path, capsys, monkeypatch):
+    """`deeppot local` on a run whose networks are regressed to the local disk's true
+    potential prints the table next to the truth and writes local.json and the figures."""
+    from conftest import regress
+
+    from deeppot_galpy.cli import main
+    from deeppot_galpy.commands import local as command
+    from deeppot_galpy.mocks import LocalDisk
+    from deeppot_galpy.rundir import RunDir
+    from deeppot_galpy.units import Units
+
+    mock = LocalDisk()
+    rng = np.random.default_rng(0)
+    d = rng.standard_normal((4000, 3))
+    d *= (1.5 * rng.uniform(size=4000) ** (1 / 3) / np.linalg.norm(d, axis=1))[:, None]
+    x = mock.sun + d
+    run = RunDir(tmp_path / "run", create=True)
+    region = {"center": mock.sun.tolist(), "r_min": 0.0, "r_max": 1.5}
+    run.save_potential(regress(mock, x, steps=600), Units.galactic(), region)
+    run.save_replicates([regress(mock, x, steps=300, seed=s) for s in (1, 2)])
+    meta = {"frame": mock.frame.to_dict(), "mock": mock.describe()}
+    run.write_json("run", {"data": {"meta": meta}})
+    monkeypatch.setattr(command, "PUBLISHED", ("MWPotential2014",))  # McMillan17 loads in 20 s
+    out = tmp_path / "figs"
+    args = ["local", str(run.path), "--baryons", "MWPotential2014", "--out", str(out)]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "1 sigma" in printed and "truth" in printed and "MWPotential2014" in printed
+    record = json.loads((out / "local.json").read_text())
+    assert record["fit"]["vc"] == pytest.approx(record["truth"]["vc"], rel=0.03)
+    assert record["truth"]["vc"] == pytest.approx(record["MWPotential2014"]["vc"], rel=1e-10)
+    assert len(record["fit"]["sigma"]["Kz"]) == len(record["fit"]["z"])
+    for name in ("local_kz.png", "local_rotation.png", "local_density.png"):
+        assert (out / name).stat().st_size > 10_000
+    assert main(["local", str(run.path), "--reference", "NoSuchModel", "--no-figures"]) == 2

@@ -1,5 +1,25 @@
 """The solar neighbourhood: local dynamical quantities with error bars, and local-volume figures."""
 
-from .quantities import BARYONIC_MODELS, LocalQuantities, baryonic_model, local_quantities, sun_cyl
+from .figures import plot_local
+from .quantities import (
+    BARYONIC_MODELS,
+    LocalQuantities,
+    baryonic_model,
+    galpy_quantity,
+    load_run,
+    local_quantities,
+    run_truth,
+    sun_cyl,
+)
 
-__all__ = ["BARYONIC_MODELS", "LocalQuantities", "baryonic_model", "local_quantities", "sun_cyl"]
+__all__ = [
+    "BARYONIC_MODELS",
+    "LocalQuantities",
+    "baryonic_model",
+    "galpy_quantity",
+    "load_run",
+    "local_quantities",
+    "plot_local",
+    "run_truth",
+    "sun_cyl",
+]

@@ -37,13 +37,23 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from functools import partial
 from typing import Any
 
 import astropy.units as u
 import numpy as np
 from astropy.constants import G as G_NEWTON
 
-__all__ = ["BARYONIC_MODELS", "LocalQuantities", "baryonic_model", "local_quantities", "sun_cyl"]
+__all__ = [
+    "BARYONIC_MODELS",
+    "LocalQuantities",
+    "baryonic_model",
+    "galpy_quantity",
+    "load_run",
+    "local_quantities",
+    "run_truth",
+    "sun_cyl",
+]
 
 KMS = u.km / u.s
 FREQ = KMS / u.kpc
@@ -189,39 +199,71 @@ def _as_quantity(value: Any, unit: u.UnitBase, ro: float) -> u.Quantity:
     return value * ro * u.kpc if unit == u.kpc else value * u.rad
 
 
-def _evaluate(pot: Any, R0, z0, phi0, z_grid, baryons: Any) -> dict:
-    """Every quantity of one potential (galpy's physical output with its own ro, vo)."""
-    from galpy.potential import dvcircdR, evaluateDensities, evaluatezforces, vcirc
+def galpy_quantity(pot: Any, name: str, R: Any, z: Any = 0.0, phi: Any = 0.0) -> u.Quantity:
+    """galpy's ``name`` (``vcirc``, ``dvcircdR``, ``zforce``, ``Rforce``, ``dens``) of any
+    potential (a DeepPotential, a galpy Potential or a list) at (R, z, phi), as a Quantity in
+    physical units through the potential's own ro, vo; ``vcirc``, ``dvcircdR`` are in the plane."""
+    from galpy import potential as gp
     from galpy.util.conversion import get_physical
 
-    kw = {**get_physical(pot), "quantity": True}
-    vc = vcirc(pot, R0, phi=phi0, **kw).to(KMS)
-    dvc = dvcircdR(pot, R0, phi=phi0, **kw).to(FREQ)
+    kw = {"phi": phi, "quantity": True, **get_physical(pot)}
+    # galpy's module functions take R and z of one shape (multi-component potentials index them)
+    R, z = np.broadcast_arrays(R, z, subok=True)  # subok: Quantities keep their units
+    if name in ("vcirc", "dvcircdR"):
+        # the module functions go through a planar potential, which a non-axisymmetric one
+        # (DeepPotential) cannot become; a single potential's own methods take phi directly
+        fn = getattr(pot, name) if not isinstance(pot, list) else partial(getattr(gp, name), pot)
+        return fn(R, **kw)
+    fn = {"zforce": gp.evaluatezforces, "Rforce": gp.evaluateRforces, "dens": gp.evaluateDensities}
+    return fn[name](pot, R, z, **kw)
+
+
+def _evaluate(pot: Any, R0, z0, phi0, z_grid, baryons: Any) -> dict:
+    """Every quantity of one potential."""
+    vc = galpy_quantity(pot, "vcirc", R0, phi=phi0).to(KMS)
+    dvc = galpy_quantity(pot, "dvcircdR", R0, phi=phi0).to(FREQ)
     omega = (vc / R0).to(FREQ)
     out = {
         "vc": vc,
         "dvc_dR": dvc,
         "oort_A": 0.5 * (omega - dvc),
         "oort_B": -0.5 * (omega + dvc),
-        "rho0": evaluateDensities(pot, R0, z0, phi=phi0, **kw).to(DENS),
-        # galpy's multi-component potentials take R as an array of the grid's shape
-        "Kz": evaluatezforces(pot, np.full(z_grid.shape, R0.value) * R0.unit, z_grid,
-                              phi=phi0, **kw).to(FORCE),
-    }  # fmt: skip
+        "rho0": galpy_quantity(pot, "dens", R0, z0, phi0).to(DENS),
+        "Kz": galpy_quantity(pot, "zforce", R0, z_grid, phi0).to(FORCE),
+    }
     if baryons is not None:
-        kw_b = {**get_physical(baryons), "quantity": True}
-        out["rho_dm"] = out["rho0"] - evaluateDensities(baryons, R0, z0, phi=phi0, **kw_b).to(DENS)
+        out["rho_dm"] = out["rho0"] - galpy_quantity(baryons, "dens", R0, z0, phi0).to(DENS)
     return out
 
 
-def _run_defaults(run_dir: str | os.PathLike) -> tuple[Any, list, dict | None]:
-    """(DeepPotential, replicates, recorded frame) of a run directory."""
+def load_run(run_dir: str | os.PathLike) -> tuple[Any, list, tuple]:
+    """(DeepPotential, its bootstrap replicates ([] if none), the Sun's (R0, z0, phi0) in the
+    frame the run recorded, or astropy's "v4.0" one) of a run directory."""
     from ..galpy_potential import DeepPotential
     from ..rundir import RunDir
 
     record = RunDir(run_dir).read_json("run")
     frame = ((record.get("data") or {}).get("meta") or {}).get("frame")
-    return DeepPotential.load(run_dir), DeepPotential.load_replicates(run_dir), frame
+    return DeepPotential.load(run_dir), DeepPotential.load_replicates(run_dir), sun_cyl(frame)
+
+
+def run_truth(run_dir: str | os.PathLike) -> Any:
+    """The true galpy potential of a run on a mock (``deeppot demo --mock``, or a catalog
+    written by a mock with its ``truth`` record), None when the run records none."""
+    from ..data.gaia_mock import truth_potential
+    from ..mocks import get_mock
+    from ..rundir import RunDir
+
+    meta = (RunDir(run_dir).read_json("run").get("data") or {}).get("meta") or {}
+    record = meta.get("mock") or meta.get("truth")
+    if not record:
+        return None
+    if "model" in record:  # data.gaia_mock's spherical models
+        return truth_potential(record)
+    try:
+        return get_mock(record["name"], **record.get("params", {})).galpy_potential()
+    except NotImplementedError:
+        return None
 
 
 def local_quantities(
@@ -246,9 +288,9 @@ def local_quantities(
     """
     from galpy.util.conversion import get_physical
 
-    frame = None
+    sun = None
     if isinstance(potential, str | os.PathLike):
-        potential, run_replicates, frame = _run_defaults(potential)
+        potential, run_replicates, sun = load_run(potential)
         if replicates is None and len(run_replicates) >= 2:
             replicates = run_replicates
     if replicates is not None and len(replicates) < 2:
@@ -258,7 +300,7 @@ def local_quantities(
     if n_z < 2:
         raise ValueError(f"n_z must be >= 2; got {n_z}")
     ro = get_physical(potential)["ro"]
-    sun = sun_cyl(frame)
+    sun = sun or sun_cyl()
     R0 = sun[0] if R0 is None else _as_quantity(R0, u.kpc, ro)
     z0 = sun[1] if z0 is None else _as_quantity(z0, u.kpc, ro)
     phi0 = _as_quantity(phi0, u.rad, ro) if phi0 is not None else sun[2]
