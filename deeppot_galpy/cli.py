@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("deeppot_galpy.commands.demo", "run the paper's Plummer-sphere demonstration"),
     "fit": ("deeppot_galpy.commands.fit", "fit a potential to a star catalog"),
     "orbits": ("deeppot_galpy.commands.orbits", "orbits in the learned potential vs a reference"),
+    "local": ("deeppot_galpy.commands.local", "local quantities of a solar-neighbourhood fit"),
 }
 
 
