@@ -300,14 +300,14 @@ class LocalDisk(MockSystem):
         }
         return PhaseSpace(x[order], v[order], self.units, meta)
 
-    def gaia_table(self, n: int, seed: int, errors: Any = None):
-        """``n`` stars as a Gaia-archive table (ICRS observables, ``*_error`` columns) with
-        :class:`~deeppot_galpy.data.GaiaErrorModel` ``errors`` (None: exact); see
-        :func:`deeppot_galpy.data.gaia_mock.observe`. ``meta["truth"]`` is this mock's
-        description, so ``get_mock("local_disk", **truth["params"])`` rebuilds it."""
+    def gaia_table(self, stars: PhaseSpace, seed: int = 0, errors: Any = None):
+        """A sample of this mock (:meth:`sample`) as a Gaia-archive table: ICRS observables and
+        ``*_error`` columns with :class:`~deeppot_galpy.data.GaiaErrorModel` ``errors`` (None:
+        exact) drawn from ``seed`` (:func:`deeppot_galpy.data.gaia_mock.observe`; write it
+        with :func:`~deeppot_galpy.data.gaia_mock.write_table`). ``meta["truth"]`` is this
+        mock's description, so ``get_mock("local_disk", **truth["params"])`` rebuilds it."""
         from ..data.gaia_mock import observe
 
-        stars = self.sample(n, seed)
         table = observe(stars.x, stars.v, self.describe(), seed, errors, self.frame)
         table.meta["creator"] = "deeppot_galpy.mocks.local_disk.LocalDisk.gaia_table"
         return table
