@@ -10,7 +10,7 @@ or ``region`` given), since the network says nothing outside it:
 * ``local_rotation.png``: :math:`v_c(R)` and :math:`F_R(R)` in the plane along the line from
   the Sun to the Galactic centre (and beyond it outwards),
 * ``local_density.png``: :math:`\rho(R, z)` in the meridional plane through the Sun, the
-  relative error :math:`\sigma_\rho/\rho` of the replicates, and the ratio to the truth (or
+  error :math:`\sigma_\rho` of the replicates, and the ratio to the truth (or
   the first reference).
 
 Curves carry the replicates' :math:`1\sigma` band (:func:`deeppot_galpy.uncertainty.error_bars`)
@@ -51,16 +51,17 @@ def _cartesian(R: np.ndarray, z: np.ndarray, phi: float) -> np.ndarray:
     return np.stack(np.broadcast_arrays(R * np.cos(phi), R * np.sin(phi), z), axis=-1)
 
 
-def _curves(ax, x, main, band, others: dict, unit, inside) -> None:
-    """Main curve with its 1-sigma band, and the others dashed, all masked to the region."""
-    y = np.where(inside, main.to_value(unit), np.nan)
+def _curves(ax, x, main, band, others: dict, unit) -> None:
+    """Main curve with its 1-sigma band, and the others dashed (NaN outside the region)."""
+    y = main.to_value(unit)
     ax.plot(x, y, color="C0", label="fit")
     if band is not None:
         s = band.to_value(unit)
         ax.fill_between(x, y - s, y + s, color="C0", alpha=0.3, lw=0, label="fit $\\pm1\\sigma$")
     for k, (name, values) in enumerate(others.items()):
-        style = {"color": "k"} if name == "truth" else {"color": f"C{k + 1}"}
-        ax.plot(x, np.where(inside, values.to_value(unit), np.nan), "--", label=name, **style)
+        # the truth on top: a reference may be the same potential
+        style = {"color": "k", "zorder": 3} if name == "truth" else {"color": f"C{k + 1}"}
+        ax.plot(x, values.to_value(unit), "--", label=name, **style)
     ax.legend(fontsize=8)
 
 
@@ -91,19 +92,32 @@ def plot_local(
     bands = replicates is not None and len(replicates) >= 2
     R0k, z0k, phi = R0.to_value(u.kpc), z0.to_value(u.kpc), float(phi0.to_value(u.rad))
     sun = _cartesian(np.asarray(R0k), np.asarray(z0k), phi)
+    # the figures' centre in (R, z): the data region's (the stars' median), else the Sun
     half = region["r_max"] if region is not None else DEFAULT_HALF_WIDTH
+    centre = np.asarray(region["center"]) if region is not None else sun
+    Rc, zc = float(np.hypot(centre[0], centre[1])), float(centre[2])
     paths = []
 
-    def values(name, R, z):
-        main = galpy_quantity(potential, name, R, z, phi0)
+    def values(name, R, z, inside):
+        """(fit, its 1-sigma band or None, {other: values}) at the points inside the region,
+        NaN elsewhere: the network is neither evaluated nor drawn where there are no stars."""
+        R, z = R[inside], z[inside]
+
+        def full(q):
+            out = np.full(inside.shape, np.nan) * q.unit
+            out[inside] = q
+            return out
+
+        main = full(galpy_quantity(potential, name, R, z, phi0))
         band = error_bars(replicates, R, z, phi0, [name], quantity=True)[name] if bands else None
-        return main, band, {k: galpy_quantity(p, name, R, z, phi0) for k, p in others.items()}
+        refs = {k: full(galpy_quantity(p, name, R, z, phi0)) for k, p in others.items()}
+        return main, None if band is None else full(band), refs
 
     # K_z above and below the Sun
     z = np.linspace(-1.1, 1.1, n) * u.kpc
     R = np.full(n, R0k) * u.kpc
     inside = _inside(region, sun, _cartesian(R.value, z.value, phi))
-    main, band, refs = values("zforce", R, z)
+    main, band, refs = values("zforce", R, z, inside)
     slab = 2 * np.pi * G_NEWTON
     fig = Figure(figsize=(6.5, 4.5), layout="constrained")
     ax = fig.subplots()
@@ -114,7 +128,6 @@ def plot_local(
         None if band is None else band / slab,
         {k: v / slab for k, v in refs.items()},
         SURF,
-        inside,
     )
     ax.axhline(0.0, color="0.7", lw=0.5)
     ax.set(
@@ -126,7 +139,7 @@ def plot_local(
     fig.savefig(paths[-1], dpi=110)
 
     # v_c and F_R along the line to the Galactic centre, in the plane
-    Rl = np.linspace(R0k - 1.5 * half, R0k + 1.5 * half, n) * u.kpc
+    Rl = np.linspace(Rc - half, Rc + half, n) * u.kpc
     zl = np.zeros(n) * u.kpc
     inside = _inside(region, sun, _cartesian(Rl.value, zl.value, phi))
     fig = Figure(figsize=(11, 4.2), layout="constrained")
@@ -135,7 +148,7 @@ def plot_local(
         (ax[0], "vcirc", KMS, "$v_c$ [km/s]"),
         (ax[1], "Rforce", FORCE, "$F_R$ [(km/s)$^2$/kpc]"),
     ):
-        _curves(a, Rl.value, *values(name, Rl, zl), unit, inside)
+        _curves(a, Rl.value, *values(name, Rl, zl, inside), unit)
         a.axvline(R0k, color="0.7", lw=0.5)
         a.set(xlabel="R [kpc] (z = 0, towards the Galactic centre: smaller R)", ylabel=label)
     paths.append(out / "local_rotation.png")
@@ -143,20 +156,21 @@ def plot_local(
 
     # density in the (R, z) plane through the Sun
     Rg, zg = np.meshgrid(
-        np.linspace(R0k - half, R0k + half, n), np.linspace(-half, half, n), indexing="xy"
+        np.linspace(Rc - half, Rc + half, n), np.linspace(zc - half, zc + half, n), indexing="xy"
     )
     inside = _inside(region, sun, _cartesian(Rg, zg, phi))
-    main, band, refs = values("dens", Rg.ravel() * u.kpc, zg.ravel() * u.kpc)
-    panels = [(np.log10(main.to_value(DENS)), "$\\log_{10}\\rho$ [M$_\\odot$ pc$^{-3}$]")]
+    main, band, refs = values("dens", Rg.ravel() * u.kpc, zg.ravel() * u.kpc, inside.ravel())
+    # linear: the range within a local volume is small, and a negative learned density shows
+    panels = [(main.to_value(DENS), "$\\rho$ [M$_\\odot$ pc$^{-3}$]")]
     if band is not None:
-        panels.append((band.to_value(DENS) / main.to_value(DENS), "$\\sigma_\\rho / \\rho$"))
+        panels.append((band.to_value(DENS), "$\\sigma_\\rho$ [M$_\\odot$ pc$^{-3}$]"))
     if refs:
         name, ref = next(iter(refs.items()))
         panels.append(((main / ref).to_value(""), f"$\\rho$ / $\\rho$ ({name})"))
     fig = Figure(figsize=(4.6 * len(panels), 4.2), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(panels)))
     for a, (image, label) in zip(axes, panels, strict=True):
-        im = a.pcolormesh(Rg, zg, np.where(inside, image.reshape(Rg.shape), np.nan))
+        im = a.pcolormesh(Rg, zg, image.reshape(Rg.shape))
         a.plot([R0k], [z0k], marker="*", color="w", mec="k", ms=10)
         a.set(xlabel="R [kpc]", ylabel="z [kpc]", aspect="equal")
         fig.colorbar(im, ax=a, label=label)
