@@ -60,8 +60,10 @@ def draw_cbe_points(
 ) -> tuple[CBEPoints, dict]:
     """Draw n points from the ensembles (equal shares) with grad ln f from each.
 
-    Points outside the stars' region (beyond ``r_max`` of its centre) are dropped: the flows
-    extrapolate there and their gradients do not constrain the potential. With two ensembles,
+    Points outside the stars' region (beyond ``r_fit`` of ``fit_center``: ``r_max`` of the
+    centre, or a hard-edged survey volume less its smeared rim, :meth:`PhaseSpace.region`)
+    are dropped: the
+    flows extrapolate there and their gradients do not constrain the potential. With two ensembles,
     the second's gradients become the independent estimate for the crossfit loss.
 
     In a distributed job rank 0 draws the points and shares them (so every rank has the same
@@ -71,7 +73,7 @@ def draw_cbe_points(
     ----------
     ensembles : one ensemble, or two (crossfit: :func:`gradient_sources`).
     n : points to draw, before the drops.
-    region : the stars' region (``PhaseSpace.region()``: ``center``, ``r_max``).
+    region : the stars' region (``PhaseSpace.region()``: ``fit_center``, ``r_fit``).
     seed : the seed of the draw; each ensemble samples from its own child of it.
 
     Returns
@@ -91,8 +93,11 @@ def draw_cbe_points(
         parts = zip(ensembles, shares, seeds, strict=True)
         eta = np.concatenate([e.sample(int(m), s) for e, m, s in parts])
     eta = distributed.all_gather_rows(eta)
-    d = np.linalg.norm(eta[:, :3] - np.asarray(region["center"]), axis=1)
-    keep = d <= region["r_max"]
+    # runs saved before survey volumes were recognised have no fit_center / r_fit
+    center = region.get("fit_center", region["center"])
+    keep = np.linalg.norm(eta[:, :3] - np.asarray(center), axis=1) <= region.get(
+        "r_fit", region["r_max"]
+    )
     eta = eta[keep]
     grads = [_log_prob_and_grad(e, eta) for e in ensembles]
     logf = np.mean([g[0] for g in grads], axis=0)
@@ -143,23 +148,21 @@ def replicate_inputs(
     ens: FlowEnsemble,
     stars: PhaseSpace,
     region: dict,
-    config: FitConfig,
+    n_points: int,
     cfg: PotentialTraining,
     seed: int,
     device: str,
 ) -> Callable[[int], tuple[CBEPoints, JeansMoments | None]]:
     """``sample(b)``: replicate b's CBE points and Jeans moments (the ``fit_replicates`` input).
 
-    Replicate b draws ``config.n_points`` points from flow member b (cycling) with that
+    Replicate b draws ``n_points`` points from flow member b (cycling) with that
     member's gradients, and its Jeans moments (settings ``cfg``) from a bootstrap resample of
     the stars; ``seed`` is the run's seed (streams ``replicate_points``, ``replicate_stars``).
     """
 
     def sample(b: int) -> tuple[CBEPoints, JeansMoments | None]:
         member = [ens.subset([b % ens.k])]
-        pts, _ = draw_cbe_points(
-            member, config.n_points, region, stream_seed(seed, "replicate_points", b)
-        )
+        pts, _ = draw_cbe_points(member, n_points, region, stream_seed(seed, "replicate_points", b))
         rng = np.random.default_rng(stream_seed(seed, "replicate_stars", b))
         rows = rng.integers(0, len(stars), len(stars))
         resampled = PhaseSpace.from_eta(stars.eta[rows], stars.units, stars.meta)

@@ -195,7 +195,8 @@ def _fit(
             cfg = config.potential
             if config.crossfit:
                 cfg = replace(cfg, loss="lnf")
-            sample = replicate_inputs(ens, stars.summary, region, config, cfg, seed, device)
+            n = config.n_points
+            sample = replicate_inputs(ens, stars.summary, region, n, cfg, seed, device)
             replicates = fit_replicates(
                 net, sample, cfg, points.x, stream_seed(seed, "replicate_fits"), device, progress
             )
