@@ -96,7 +96,7 @@ def test_df_is_stationary(mock, stars):
     ic = np.stack([R / ro, v[:, 0] / vo, v[:, 1] / vo, x[:, 2] / ro, v[:, 2] / vo, np.zeros(100)])
     orbits = Orbit(ic.T)
     t = np.linspace(0.0, 2.0, 41)  # 2 natural time units = 71 Myr, about a vertical period
-    orbits.integrate(t, mock.galpy_potential(), method="dop853_c")
+    orbits.integrate(t, mock.galpy_potential(), method="dop853_c", progressbar=False)
     Rt, vRt, vTt, zt, vzt = (
         getattr(orbits, q)(t, use_physical=False).ravel() for q in ("R", "vR", "vT", "z", "vz")
     )
@@ -105,7 +105,7 @@ def test_df_is_stationary(mock, stars):
     ln_f = mock._log_df(mock._dfs()[0], xt, vt).reshape(100, len(t))
     vz = vzt.reshape(100, len(t))
     spread = np.std(ln_f[:, 0])
-    assert np.median(np.std(ln_f, axis=1)) < 0.05 * spread
+    assert np.median(np.std(ln_f, axis=1)) < 0.01 * spread  # measured: 0.002
     assert np.median(np.std(vz, axis=1)) > 0.3 * np.std(vz[:, 0])
 
 

@@ -19,8 +19,9 @@ galpy's ``quasiisothermaldf``), each a function of the actions only,
 with :math:`\Omega, \kappa, \nu` at the guiding radius :math:`R_g(L_z)` and the actions from
 galpy's Staeckel approximation (focal length from ``estimateDeltaStaeckel`` at the Sun). A
 function of (approximate) integrals of motion is stationary: ``tests/test_mocks_local_disk.py``
-integrates sampled stars in the true potential and finds ln f constant along each orbit to
-a few per cent of its spread over the stars (v_z, not an integral, varies by its whole spread),
+integrates sampled stars in the true potential for about a vertical period and finds ln f
+constant along each orbit to 0.2% of its spread over the stars (median; v_z, not an integral,
+varies by 70% of its spread),
 and checks the sample's moments against importance-weighted ones from another proposal. The
 defaults are a thin disk (:math:`\sigma_R, \sigma_z` = 35, 25 km/s at the Sun, :math:`h_R` =
 2.6 kpc) and a thick disk (50, 45 km/s, 2.0 kpc) that makes ``thick_fraction`` of the stars in
