@@ -156,3 +156,26 @@ def test_deeppot_local_command(tmp_path, capsys, monkeypatch):
     for name in ("local_kz.png", "local_rotation.png", "local_density.png"):
         assert (out / name).stat().st_size > 10_000
     assert main(["local", str(run.path), "--reference", "NoSuchModel", "--no-figures"]) == 2
+
+
+def test_run_records_place_the_sun_and_the_truth(tmp_path):
+    import torch
+
+    from deeppot_galpy.local import load_run, run_truth
+    from deeppot_galpy.potential import PotentialNet
+    from deeppot_galpy.rundir import RunDir
+    from deeppot_galpy.units import Units
+
+    run = RunDir(tmp_path, create=True)
+    net = PotentialNet(torch.tensor([-8.3, 0.0, 0.0]), 1.0, 1e5)
+    run.save_potential(net, Units.galactic(), {"center": [-8.3, 0.0, 0.0], "r_max": 1.0})
+    record = {"model": "plummer_mw", "params": {"mass_msun": 2e11, "b_kpc": 3.0}}
+    meta = {"frame": {"galcen_distance_kpc": 8.3}, "truth": record}
+    run.write_json("run", {"data": {"meta": meta}})
+    pot, replicates, (R0, z0, phi0) = load_run(tmp_path)
+    assert replicates == [] and R0.to_value(u.kpc) == pytest.approx(8.3, rel=1e-4)
+    truth = run_truth(tmp_path)
+    assert type(truth).__name__ == "PlummerPotential"
+    assert truth.mass(100.0 * u.kpc, quantity=True).to_value(u.Msun) == pytest.approx(2e11, 0.01)
+    run.write_json("run", {"data": {"meta": {}}})
+    assert run_truth(tmp_path) is None
