@@ -19,7 +19,10 @@ import numpy as np
 
 from .units import Units
 
-__all__ = ["PhaseSpace", "Standardization", "split_rows"]
+__all__ = ["EDGE_TRIM", "PhaseSpace", "Standardization", "split_rows"]
+
+# the outer fraction of a hard-edged volume left out of the potential fit (PhaseSpace.region)
+EDGE_TRIM = 0.15
 
 
 def split_rows(rows: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -123,15 +126,34 @@ class PhaseSpace:
 
         ``center`` is the median position, ``r_min``/``r_max`` the 1st/99th percentiles of the
         distance from it, ``lo``/``hi`` the 0.5th/99.5th percentiles along each axis.
+
+        The potential is fitted on points within ``r_fit`` of ``fit_center``. Where the stars end
+        at a hard edge (a survey volume: the outermost tenth in radius, measured from the middle
+        of the stars' extent, is still at least 0.3 times as dense as the inside, where a galaxy's
+        own outskirts are ~100 times sparser) the flows smear the edge into a steep, false
+        density gradient: the fit keeps to the ball about that middle (for a heliocentric
+        sample, the Sun, not the median star) less its outer ``EDGE_TRIM``. Otherwise
+        ``fit_center, r_fit = center, r_max``.
         """
         center = np.median(self.x, axis=0)
         d = np.linalg.norm(self.x - center, axis=1)
         r_min, r_max = np.percentile(d, [1.0, 99.0])
         lo, hi = np.percentile(self.x, [0.5, 99.5], axis=0)
+        middle = 0.5 * (lo + hi)
+        d_mid = np.linalg.norm(self.x - middle, axis=1)
+        r_edge = float(np.percentile(d_mid, 99.0))
+        inside = d_mid <= r_edge
+        shell = inside & (d_mid > 0.9 * r_edge)
+        # shell density over mean density inside, as for stars filling a ball
+        contrast = float(shell.sum() / max(inside.sum(), 1) / (1.0 - 0.9**3))
+        hard_edge = contrast > 0.3
         return {
             "center": center.tolist(),
             "r_min": float(r_min),
             "r_max": float(r_max),
+            "fit_center": (middle if hard_edge else center).tolist(),
+            "r_fit": r_edge * (1.0 - EDGE_TRIM) if hard_edge else float(r_max),
+            "edge_contrast": contrast,
             "lo": lo.tolist(),
             "hi": hi.tolist(),
         }
