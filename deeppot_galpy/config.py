@@ -11,7 +11,8 @@ A config file starts from a preset and overrides any setting; CLI flags override
 
     [fit]                      # FitConfig: n_stars, n_flows, n_points, threads (0: torch's)
     n_flows = 4
-    [flow]                     # FlowConfig: steps, bins, hidden, bound
+    [flow]                     # FlowConfig: steps, bins, hidden, bound,
+                               #   model (joint | factorised: n(x) p(v|x))
     [flow_training]            # FlowTraining: epochs, batch_size, lr, weight_decay, val_fraction,
                                #   patience, time_budget_s (0: none), bootstrap
     [potential]                # PotentialTraining: steps, batch_size, lr, lam, time_budget_s,
