@@ -35,9 +35,12 @@ Gaussian. A pilot draw from a broad proposal sets :math:`h` and the Gaussians (1
 times the DF's importance-weighted mean :math:`|z|` and velocity dispersions); a second pilot
 from that proposal sets the envelope (``envelope_margin`` times the largest ratio :math:`f/g`
 seen). Proposals above the envelope are counted (``meta["sampling"]``, with a warning): none
-were seen at the defaults. The cost is the Staeckel actions, 0.2-0.3 ms per proposal for
+were seen at the defaults. The cost is the Staeckel actions, 0.14-0.3 ms per proposal for
 ``MWPotential2014`` (its bulge's incomplete gamma function dominates), at an acceptance of
-0.22-0.25: :math:`2^{17}` stars took 165 s on a shared, busy 2-core machine.
+0.19-0.25: :math:`2^{17}` stars (584k proposals) took 82 s, and 165 s at a heavier load, on a
+shared 2-core machine running other work (load average 8-11). Phase-mixing orbits as
+:class:`~deeppot_galpy.mocks.MiyamotoNagaiDisk` does would cost ~0.6 ms per orbit for the
+whole disk, of which only a few per cent end within the volume.
 """
 
 from __future__ import annotations
