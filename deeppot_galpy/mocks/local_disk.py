@@ -40,7 +40,7 @@ were seen at the defaults. The cost is the Staeckel actions, 0.14-0.3 ms per pro
 0.19-0.25: :math:`2^{17}` stars (584k proposals) took 82 s, and 165 s at a heavier load, on a
 shared 2-core machine running other work (load average 8-11). Phase-mixing orbits as
 :class:`~deeppot_galpy.mocks.MiyamotoNagaiDisk` does would cost ~0.6 ms per orbit for the
-whole disk, of which only a few per cent end within the volume.
+whole disk, of which under 1% (h_R = 2.6 kpc) end within the volume.
 """
 
 from __future__ import annotations
