@@ -2,7 +2,8 @@
 
 Held-out stars are drawn afresh from the true system (the ``held_out`` stream of the run's
 seed, :mod:`deeppot_galpy.seeds`, independent of the stars the run was fitted on) and the
-scores are taken inside the system's well-sampled radii ``truth.r_range``. The metrics
+scores are taken inside the system's well-sampled radii ``truth.r_range`` (or its scoring
+ball ``truth.region``, for a system seen only in part). The metrics
 themselves are defined once, in :mod:`deeppot_galpy.compare`.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .compare import coverage, gradient_errors, potential_metrics
+from .compare import coverage, gradient_errors, in_region, potential_metrics
 from .df import FlowEnsemble
 from .mocks import MockSystem
 from .potential import PotentialNet
@@ -37,7 +38,8 @@ def score_against_truth(
     seed : the run's seed (the held-out stars come from its ``held_out`` stream).
     replicates : bootstrap replicates of ``net``; if given, also the coverage of their error
         bars (:func:`~deeppot_galpy.compare.coverage`).
-    n_eval : held-out stars drawn (those outside ``truth.r_range`` are not scored).
+    n_eval : held-out stars drawn (those outside ``truth.r_range`` or ``truth.region`` are not
+        scored).
 
     Returns
     -------
@@ -46,10 +48,13 @@ def score_against_truth(
     mock knows its grad ln f.
     """
     held_out = truth.sample(n_eval, stream_seed(seed, "held_out"))
-    pot = potential_metrics(net, truth, held_out.x, truth.units.G, r_range=truth.r_range)
+    if truth.region is not None:
+        pot = potential_metrics(net, truth, held_out.x, truth.units.G, region=truth.region)
+        sel = in_region(held_out.x, truth.region)
+    else:
+        pot = potential_metrics(net, truth, held_out.x, truth.units.G, r_range=truth.r_range)
+        sel = (held_out.r >= truth.r_range[0]) & (held_out.r <= truth.r_range[1])
     out: dict = {"potential": pot}
-    r = held_out.r
-    sel = (r >= truth.r_range[0]) & (r <= truth.r_range[1])
     if replicates:
         x = held_out.x[sel]
         spread = replicate_spread(replicates, x, truth.units.G)

@@ -26,6 +26,9 @@ class MockSystem(ABC):
     units: Units = Units.nbody()
     #: radii (from the origin) over which the fit is scored: the well-sampled body of the system
     r_range: tuple[float, float] = (0.1, 3.0)
+    #: a ball to score in instead (``center``, ``r_min``, ``r_max``), for a system seen only in
+    #: part, such as a survey volume around the Sun; None: ``r_range`` about the origin
+    region: dict | None = None
 
     @abstractmethod
     def sample(self, n: int, seed: int) -> PhaseSpace:
