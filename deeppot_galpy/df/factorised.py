@@ -89,15 +89,21 @@ class FactorisedFlow(nn.Module):
         self.ellipsoid = VelocityEllipsoid(config.hidden)
         self.velocities = build_flow(3, config, context=3)
 
-    def log_prob(self, eta: Tensor) -> Tensor:
-        """ln f(eta) in the model's units, eta (N, 6)."""
+    def log_prob_parts(self, eta: Tensor) -> tuple[Tensor, Tensor]:
+        """ln n(x) and ln p(v | x) in the model's units, eta (N, 6)."""
         z = (eta - self.mean) / self.scale
         y, u = z[:, :3], z[:, 3:]
         m, s = self.ellipsoid(y)
         w = (torch.linalg.matrix_exp(-s) @ (u - m)[:, :, None])[:, :, 0]
         log_det = -torch.diagonal(s, dim1=1, dim2=2).sum(1)
-        log_pv = self.velocities(context(y)).log_prob(w) + log_det
-        return self.positions().log_prob(y) + log_pv - torch.log(self.scale).sum()
+        log_n = self.positions().log_prob(y) - torch.log(self.scale[:3]).sum()
+        log_p = self.velocities(context(y)).log_prob(w) + log_det - torch.log(self.scale[3:]).sum()
+        return log_n, log_p
+
+    def log_prob(self, eta: Tensor) -> Tensor:
+        """ln f(eta) = ln n(x) + ln p(v | x) in the model's units, eta (N, 6)."""
+        log_n, log_p = self.log_prob_parts(eta)
+        return log_n + log_p
 
     @torch.no_grad()
     def sample(self, n: int) -> Tensor:
