@@ -60,11 +60,11 @@ def damaged_points(truth, n: int, seed: int) -> CBEPoints:
     return CBEPoints(ps.x, ps.v, gx, gv, truth.log_df(ps.x, ps.v))
 
 
-def run_case(case: str, n_stars: int, n_points: int, steps: int, seed: int) -> dict:
+def run_case(case: str, n_stars: int, n_points: int, steps: int, seed: int, weight: float) -> dict:
     mock, mode, family = case.split(":")
     truth, data, held = stars(mock, n_stars, seed)
     cfg = PotentialTraining(
-        steps=steps, batch_size=1024, loss="lnf", jeans_weight=0.0 if family == "none" else 10.0
+        steps=steps, batch_size=1024, loss="lnf", jeans_weight=0.0 if family == "none" else weight
     )
     t0 = time.perf_counter()
     if mode == "alone":
@@ -94,6 +94,7 @@ def run_case(case: str, n_stars: int, n_points: int, steps: int, seed: int) -> d
         "functions": family,
         "n_stars": n_stars,
         "steps": steps,
+        "jeans_weight": cfg.jeans_weight,
         "truth_violation": violation,
         "force_err_median": pot["force_err_median"],
         "force_err_p90": pot["force_err_p90"],
@@ -161,13 +162,13 @@ def markdown(rows: list[dict]) -> str:
     lines = []
     if fits:
         lines += [
-            "| mock | mode | test functions | truth violation | force err (med / p90) "
+            "| mock | mode | test functions (weight) | truth violation | force err (med / p90) "
             "| density err | bias (med) | max bin bias | K_z err | potential [s] |",
             "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in fits:
             lines.append(
-                f"| {r['mock']} | {r['mode']} | {r['functions']} "
+                f"| {r['mock']} | {r['mode']} | {r['functions']} ({r['jeans_weight']:g}) "
                 f"| {_fmt(r['truth_violation'], '{:.3f}')} "
                 f"| {r['force_err_median']:.2%} / {r['force_err_p90']:.2%} "
                 f"| {r['density_err_median']:.1%} | {r['force_bias_median']:+.2%} "
@@ -201,6 +202,7 @@ def main() -> None:
     p.add_argument("--n-points", type=int, default=2**14)
     p.add_argument("--steps", type=int, default=800)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--jeans-weight", type=float, default=10.0, help="of the weak-form term")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--markdown", help="write the Markdown table here")
     args = p.parse_args()
@@ -221,7 +223,9 @@ def main() -> None:
             cases += [f"{m}:{mode}:{f}" for f in extra + families]
     report(
         cases,
-        lambda c: run_case(c, args.n_stars, args.n_points, args.steps, args.seed),
+        lambda c: run_case(
+            c, args.n_stars, args.n_points, args.steps, args.seed, args.jeans_weight
+        ),
         markdown,
         args.markdown,
     )
