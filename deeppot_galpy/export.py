@@ -53,6 +53,7 @@ from scipy.special import gammaln, lpmv, roots_legendre
 
 from .compare import CHECK_POINTS, by_radius, check_points, relative_error, summarize
 from .galpy_potential import DeepPotential
+from .units import cartesian_to_galpy
 
 __all__ = [
     "EXPORT_METHODS",
@@ -273,7 +274,6 @@ def c_accelerations(exported: Any, x: np.ndarray) -> np.ndarray:
     from galpy.util import galpyWarningVerbose
     from galpy.util.conversion import get_physical
 
-    from .orbits import cartesian_to_galpy
 
     h = 1e-8
     phys = get_physical(exported)

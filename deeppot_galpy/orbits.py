@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from .units import cartesian_to_galpy
+
 __all__ = [
     "BATCHED_METHODS",
     "METHODS",
@@ -158,14 +160,6 @@ def integrate_batched(
     if method == "dop853":
         return _dop853(accel, x0, v0, t, rtol, atol)
     raise ValueError(f"unknown batched method {method!r}; use one of {BATCHED_METHODS}")
-
-
-def cartesian_to_galpy(x: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Cartesian (N, 3) positions and velocities -> galpy's [R, vR, vT, z, vz, phi] (N, 6)."""
-    R, phi = np.hypot(x[:, 0], x[:, 1]), np.arctan2(x[:, 1], x[:, 0])
-    c, s = np.cos(phi), np.sin(phi)
-    vR, vT = v[:, 0] * c + v[:, 1] * s, -v[:, 0] * s + v[:, 1] * c
-    return np.stack([R, vR, vT, x[:, 2], v[:, 2], phi], axis=1)
 
 
 def integrate_galpy(

@@ -19,13 +19,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 if TYPE_CHECKING:
     import astropy.units as u
 
 # astropy is imported inside the methods that need it: PhaseSpace carries Units into the flows'
 # training, and the torch-only path (df/, potential/) must not load the astronomy stack
 
-__all__ = ["Units"]
+__all__ = ["Units", "cartesian_to_galpy"]
 
 
 @dataclass(frozen=True)
@@ -108,3 +110,11 @@ class Units:
         lf = (ro * u.kpc).to_value(self.length)
         vf = (vo * u.km / u.s).to_value(self.velocity)
         return float(lf), float(vf)
+
+
+def cartesian_to_galpy(x: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Cartesian (N, 3) positions and velocities -> galpy's [R, vR, vT, z, vz, phi] (N, 6)."""
+    R, phi = np.hypot(x[:, 0], x[:, 1]), np.arctan2(x[:, 1], x[:, 0])
+    c, s = np.cos(phi), np.sin(phi)
+    vR, vT = v[:, 0] * c + v[:, 1] * s, -v[:, 0] * s + v[:, 1] * c
+    return np.stack([R, vR, vT, x[:, 2], v[:, 2], phi], axis=1)
