@@ -22,6 +22,7 @@ def _randomised(flow: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
 
 @pytest.fixture(scope="module")
 def flow() -> FactorisedFlow:
+    torch.manual_seed(0)  # initial weights independent of the tests run before
     mean = torch.tensor([0.5, -1.0, 0.0, 10.0, 0.0, -5.0])
     scale = torch.tensor([2.0, 1.0, 0.5, 30.0, 20.0, 10.0])
     return _randomised(FactorisedFlow(mean, scale, SMALL)).double()
@@ -30,15 +31,15 @@ def flow() -> FactorisedFlow:
 def test_velocity_distribution_is_normalised_at_each_position(flow):
     """p(v | x) integrates to one over v wherever x is, ellipsoid and all.
 
-    Importance sampling from a Gaussian 1.5 times wider than the model's own ellipsoid at x.
+    Importance sampling from a Gaussian three times wider than the model's own ellipsoid at x.
     """
     torch.manual_seed(0)
-    n = 2**16
+    n = 2**15
     for x in ([0.5, -1.0, 0.0], [4.0, 1.0, -0.7]):
         x = torch.tensor(x, dtype=torch.float64)
         with torch.no_grad():
             m, s = flow.ellipsoid(((x - flow.mean[:3]) / flow.scale[:3])[None])
-            chol = 1.5 * torch.linalg.matrix_exp(s[0])
+            chol = 3.0 * torch.linalg.matrix_exp(s[0])
             cov = chol @ chol.T
             proposal = torch.distributions.MultivariateNormal(m[0], covariance_matrix=cov)
             u = proposal.sample((n,))
