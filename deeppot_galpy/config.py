@@ -117,6 +117,8 @@ PRESETS: dict[str, FitConfig] = {
     "default": FitConfig(
         n_stars=2**17,
         n_flows=2,
+        # n(x) p(v|x): halves the anisotropic sphere's force error (RESULTS.md, section 6)
+        flow=FlowConfig(model="factorised"),
         flow_training=FlowTraining(epochs=40, batch_size=4096, time_budget_s=300),
         n_points=2**15,
         potential=PotentialTraining(
@@ -128,6 +130,7 @@ PRESETS: dict[str, FitConfig] = {
     "paper": FitConfig(
         n_stars=2**17,
         n_flows=8,
+        flow=FlowConfig(model="factorised"),
         flow_training=FlowTraining(epochs=200, batch_size=4096),
         n_points=2**15,
         potential=PotentialTraining(

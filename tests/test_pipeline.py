@@ -85,16 +85,24 @@ def test_fit_reports_bad_input_clearly(tmp_path, capsys):
     assert not (tmp_path / "run" / "potential.safetensors").exists()
 
 
-def test_crossfit_uses_two_groups_of_flow_members(tmp_path):
+@pytest.mark.parametrize("model", ["joint", "factorised"])
+def test_crossfit_uses_two_groups_of_flow_members(tmp_path, model):
     from dataclasses import replace
 
     from deeppot_galpy.config import PRESETS, FitOptions
+    from deeppot_galpy.df.factorised import FactorisedFlow
     from deeppot_galpy.pipeline import run_demo
 
     cfg = PRESETS["test"]
-    cfg = replace(cfg, n_flows=2, potential=replace(cfg.potential, loss="crossfit"))
+    cfg = replace(
+        cfg,
+        n_flows=2,
+        flow=replace(cfg.flow, model=model),
+        potential=replace(cfg.potential, loss="crossfit"),
+    )
     metrics = run_demo(tmp_path, cfg, options=FitOptions(seed=1, progress=False, figures=False))
     ens, _ = RunDir(tmp_path).load_flows()
     assert ens.k == 2 and metrics["points"]["kept"] > 0.9 * cfg.n_points
+    assert all(isinstance(m, FactorisedFlow) == (model == "factorised") for m in ens.members)
     assert 0 < metrics["potential"]["force_err_median"] < 1
     assert len(RunDir(tmp_path).load_replicates()) == 2  # each on one member, ln f loss
