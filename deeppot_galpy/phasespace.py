@@ -132,8 +132,8 @@ class PhaseSpace:
         of the stars' extent, is still at least 0.3 times as dense as the inside, where a galaxy's
         own outskirts are ~100 times sparser) the flows smear the edge into a steep, false
         density gradient: the fit keeps to the ball about that middle (for a heliocentric
-        sample, the Sun, not the median star) less its outer ``EDGE_TRIM``. Otherwise
-        ``fit_center, r_fit = center, r_max``.
+        sample, the Sun, not the median star) less its outer ``EDGE_TRIM``, and
+        ``survey_volume`` is True. Otherwise ``fit_center, r_fit = center, r_max``.
         """
         center = np.median(self.x, axis=0)
         d = np.linalg.norm(self.x - center, axis=1)
@@ -154,6 +154,7 @@ class PhaseSpace:
             "fit_center": (middle if hard_edge else center).tolist(),
             "r_fit": r_edge * (1.0 - EDGE_TRIM) if hard_edge else float(r_max),
             "edge_contrast": contrast,
+            "survey_volume": hard_edge,
             "lo": lo.tolist(),
             "hi": hi.tolist(),
         }

@@ -289,12 +289,19 @@ def plot_error_bars(path, net, replicates, data, truth=None, seed: int = 0) -> N
 def run_figures(
     folder, net, ensemble, data, truth, seed: int = 0, replicates: list | None = None
 ) -> list[Path]:
-    """Write all figures of a run into ``folder``; returns their paths."""
+    """Write all figures of a run into ``folder``; returns their paths.
+
+    The profiles in shells around the data centre (errors against radius, v_c and density
+    with error bands) are drawn for a galaxy, not for a survey volume around the Sun, where
+    they mean nothing: ``deeppot local RUN_DIR`` draws that volume's own figures.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / "df_rv.png", folder / "potential.png"]
     plot_df_rv(paths[0], ensemble, data, truth, seed)
     plot_potential(paths[1], net, data, truth, seed)
+    if data.region().get("survey_volume"):
+        return paths
     if truth is not None:
         paths.append(folder / "errors_vs_radius.png")
         plot_errors_vs_radius(paths[-1], net, truth, data, seed)

@@ -23,6 +23,7 @@ from pathlib import Path
 from .. import distributed
 from ..config import PRESETS, RunConfig
 from ..pipeline import fit_catalog
+from ..rundir import RunDir
 from .options import add_run_options, bad_files_reported, run_config
 
 
@@ -72,3 +73,8 @@ def _fit(cfg: RunConfig, out: str, inputs: dict) -> None:
         print(report if report is not None else "no cuts: a .npy array is used as it is")
         print(json.dumps({"n_stars": metrics["n_stars"], "timing": metrics["timing"]}, indent=2))
         print(f"run directory: {out}  (load with DeepPotential.load({str(Path(out))!r}))")
+        if RunDir(out).read_json("run")["region"].get("survey_volume"):
+            print(
+                "the stars fill a survey volume: `deeppot local RUN_DIR` gives v_c, Oort's A and "
+                "B, K_z(z), rho_0 and the local dark-matter density with their figures"
+            )

@@ -1,25 +1,7 @@
 """The solar neighbourhood: local dynamical quantities with error bars, and local-volume figures."""
 
+from . import quantities
 from .figures import plot_local
-from .quantities import (
-    BARYONIC_MODELS,
-    LocalQuantities,
-    baryonic_model,
-    galpy_quantity,
-    load_run,
-    local_quantities,
-    run_truth,
-    sun_cyl,
-)
+from .quantities import *  # noqa: F403  (the names listed in quantities.__all__)
 
-__all__ = [
-    "BARYONIC_MODELS",
-    "LocalQuantities",
-    "baryonic_model",
-    "galpy_quantity",
-    "load_run",
-    "local_quantities",
-    "plot_local",
-    "run_truth",
-    "sun_cyl",
-]
+__all__ = [*quantities.__all__, "plot_local"]
