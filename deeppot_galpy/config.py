@@ -19,7 +19,8 @@ A config file starts from a preset and overrides any setting; CLI flags override
                                #   loss (lnf | f | crossfit: the flow members in two groups),
                                #   jeans_weight, jeans_functions, jeans_neighbours, jeans_batch,
                                #   replicates (bootstrap refits for error bars), replicate_steps
-    [potential.network]        # PotentialConfig: hidden, activation
+    [potential.network]        # PotentialConfig: hidden, activation, softening,
+                               #   symmetry (none | axisymmetric | spherical)
     [checkpoint]               # checkpoint.CheckpointPolicy: flow_epochs, potential_steps, seconds
     [frame]                    # data.FrameParameters (catalogs only)
     [cuts]                     # data.QualityCuts (catalogs only)
@@ -269,9 +270,9 @@ def _merge(raw: dict, overrides: dict) -> dict:
     out = dict(raw)
     for key, value in overrides.items():
         if isinstance(value, dict):
-            table = {k: v for k, v in value.items() if v is not None}
+            table = _merge(out.get(key, {}), value)
             if table:
-                out[key] = {**out.get(key, {}), **table}
+                out[key] = table
         elif value is not None:
             out[key] = value
     return out

@@ -32,11 +32,21 @@ and likewise :math:`D_{lm}` for the radial derivative :math:`\partial_r\Phi = \h
 * ``scf``: galpy's ``SCFPotential.from_multipole`` of the multipole without exterior shells
   (Hernquist-Ostriker basis, 40 radial functions, scale ``a`` the monopole's half-mass radius).
 
+A network fitted with a symmetry (:mod:`~deeppot_galpy.potential.symmetry`) has an export that
+is exact in angle: ``interp_spherical`` for a spherical one centred on the data, and
+``interp_rz`` for an axisymmetric one, which needs no expansion centre and so serves a survey
+volume far from the origin too: galpy's ``interpRZPotential`` of the network's potential and
+forces on an (R, z) grid over the data region (``n_r`` x ``n_z`` nodes, R log-spaced when the
+region holds the axis), 2D cubic splines evaluated in C. It is wrapped in galpy's
+``RotateAndTiltWrapperPotential`` (an offset in z, see :func:`_interp_rz`), so galpy evaluates
+it one point at a time in Python and in bulk in C (orbits, :func:`c_accelerations`).
+
 Every export is checked against the network at
 :func:`~deeppot_galpy.compare.check_points` inside the data region (log-uniform radius between
 ``r_min`` and ``r_max``, quasi-uniform directions): the report gives the median, 90th
 percentile and maximum relative force error :math:`|\vec a_{exp} - \vec a_{net}| /
-|\vec a_{net}|`. ``method="auto"`` builds all three and keeps the most accurate (median error).
+|\vec a_{net}|`. ``method="auto"`` takes the symmetry's export, or for a network without a
+symmetry builds all three expansions and keeps the most accurate (median error).
 """
 
 from __future__ import annotations
@@ -48,6 +58,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from galpy.potential import Potential
 from scipy.interpolate import InterpolatedUnivariateSpline, make_interp_spline
 from scipy.special import gammaln, lpmv, roots_legendre
 
@@ -56,6 +67,7 @@ from .galpy_potential import DeepPotential
 from .units import cartesian_to_galpy
 
 __all__ = [
+    "EXPANSIONS",
     "EXPORT_METHODS",
     "c_accelerations",
     "ExportGrid",
@@ -65,23 +77,30 @@ __all__ = [
     "multipole_coefficients",
 ]
 
-EXPORT_METHODS = ("auto", "interp_spherical", "multipole", "scf")
+EXPANSIONS = ("interp_spherical", "multipole", "scf")
+EXPORT_METHODS = ("auto", *EXPANSIONS, "interp_rz")
 
 
 @dataclass(frozen=True)
 class ExportGrid:
     """Where the expansion is sampled: ``n_r`` radii log-spaced over [r_lo, r_hi] (natural
-    units; default from the data region), ``L`` harmonic degrees (l < L), angular nodes."""
+    units; default from the data region), ``L`` harmonic degrees (l < L), angular nodes; for
+    ``interp_rz``, ``n_r`` x ``n_z`` nodes in (R, z) over the data region."""
 
     L: int = 12
     n_r: int = 301
+    n_z: int = 301
     r_lo: float | None = None
     r_hi: float | None = None
     n_costheta: int | None = None
     n_phi: int | None = None
 
     def radii(self, source: Any) -> np.ndarray:
-        r_hi = self.r_hi if self.r_hi is not None else source.natural_region()["r_max"]
+        if self.r_hi is not None:
+            r_hi = self.r_hi
+        else:  # the check points reach r_max from the data centre
+            reg = source.natural_region()
+            r_hi = reg["r_max"] + np.linalg.norm(reg["center"])
         # The centre holds stars (checked in export_galpy), so the network is trusted there.
         r_lo = self.r_lo if self.r_lo is not None else 1e-3 * r_hi
         return np.geomspace(r_lo, r_hi, self.n_r)
@@ -252,6 +271,53 @@ def _scf(coef: dict, n_radial: int = 40):
     return SCFPotential.from_multipole(_multipole(coef, exterior=False), N=n_radial, a=a)
 
 
+class _RaisedPotential(Potential):
+    """An axisymmetric potential seen from ``dz`` below its plane z = 0: Phi(R, z + dz)."""
+
+    def __init__(self, pot: DeepPotential, dz: float):
+        Potential.__init__(self, amp=1.0)
+        self._pot, self._dz = pot, dz
+
+    def _evaluate(self, R, z, phi=0.0, t=0.0):
+        return self._pot(R, z + self._dz, use_physical=False)
+
+    def _Rforce(self, R, z, phi=0.0, t=0.0):
+        return self._pot.Rforce(R, z + self._dz, use_physical=False)
+
+    def _zforce(self, R, z, phi=0.0, t=0.0):
+        return self._pot.zforce(R, z + self._dz, use_physical=False)
+
+
+def _interp_rz(pot: DeepPotential, grid: ExportGrid):
+    # galpy's C interpRZPotential reads its grid at |z| (it assumes a potential symmetric
+    # about z = 0), so the grid starts at the bottom of the data region, z_lo: it holds
+    # Phi(R, z' + z_lo) for z' >= 0, and a C-backed offset moves it back into place.
+    from galpy.potential import RotateAndTiltWrapperPotential, interpRZPotential
+
+    reg = pot.natural_region()
+    c, r = reg["center"], reg["r_max"]
+    R_c, z_lo = math.hypot(c[0], c[1]), c[2] - r
+    on_axis = R_c <= r
+    rgrid = (
+        (math.log(max(reg["r_min"], 1e-3 * r)), math.log(R_c + r), grid.n_r)
+        if on_axis
+        else (R_c - r, R_c + r, grid.n_r)
+    )
+    table = interpRZPotential(
+        _RaisedPotential(pot, z_lo),
+        rgrid=rgrid,
+        zgrid=(0.0, 2 * r, grid.n_z),
+        logR=on_axis,
+        interpPot=True,
+        interpRforce=True,
+        interpzforce=True,
+        zsym=True,
+        enable_c=True,
+        numcores=1,
+    )
+    return RotateAndTiltWrapperPotential(pot=table, offset=[0.0, 0.0, -z_lo])
+
+
 def expansion(coef: dict, method: str) -> Any:
     """The galpy potential of ``method`` (``interp_spherical``, ``multipole``, ``scf``) built
     from :func:`multipole_coefficients` output, in natural units with physical output off."""
@@ -309,38 +375,62 @@ def export_galpy(
 ) -> tuple[Any, dict]:
     """A C-backed galpy potential approximating ``pot``, and a report of its accuracy.
 
-    ``method``: ``interp_spherical``, ``multipole``, ``scf`` or ``auto`` (the most accurate of
-    the three on the check points). The report has ``method``, the force errors of the chosen
-    export (``force_err_median``/``_p90``/``_max``), ``candidates`` (each method's errors and
-    build seconds) and the grid used.
+    ``method``: ``interp_spherical``, ``multipole``, ``scf``, ``interp_rz`` (axisymmetric or
+    spherical networks) or ``auto`` (see the module docstring). The report has ``method``, the
+    force errors of the chosen export (``force_err_median``/``_p90``/``_max``),
+    ``candidates`` (each method's errors and build seconds) and the grid used.
     """
     if method not in EXPORT_METHODS:
         raise ValueError(f"unknown export method {method!r}; use one of {EXPORT_METHODS}")
     reg = pot.natural_region()
     if reg is None:
         raise ValueError("the potential has no data region; cannot choose an export grid")
-    if np.linalg.norm(reg["center"]) > 0.25 * reg["r_max"]:
+    symmetry = pot.network.config.symmetry
+    centred = np.linalg.norm(reg["center"]) <= 0.25 * reg["r_max"]
+    if method != "auto":
+        names = [method]
+    elif symmetry == "spherical" and centred:
+        names = ["interp_spherical"]
+    elif symmetry != "none":
+        names = ["interp_rz"]
+    else:
+        names = list(EXPANSIONS)
+    if "interp_rz" in names and symmetry == "none":
         raise ValueError(
-            "exports expand about the origin, but the data are centred "
-            f"{np.linalg.norm(reg['center']):.3g} (natural units) away from it, beyond a quarter "
-            "of their extent: the network is not constrained at the expansion centre"
+            "interp_rz needs an axisymmetric (or spherical) network: fit with "
+            "--symmetry axisymmetric, or use an expansion about the origin"
         )
-    t0 = time.perf_counter()
-    coef = multipole_coefficients(pot, grid)
-    t_coef = time.perf_counter() - t0
-    names = list(EXPORT_METHODS[1:]) if method == "auto" else [method]
-    candidates, built = {}, {}
+    built, candidates, report = {}, {}, {}
+    expansions = [n for n in names if n in EXPANSIONS]
+    if expansions:
+        if not centred:
+            raise ValueError(
+                "exports expand about the origin, but the data are centred "
+                f"{np.linalg.norm(reg['center']):.3g} (natural units) away from it, beyond a "
+                "quarter of their extent: the network is not constrained at the expansion "
+                "centre (a fit with --symmetry axisymmetric exports to an (R, z) grid instead)"
+            )
+        t0 = time.perf_counter()
+        coef = multipole_coefficients(pot, grid)
+        t_coef = time.perf_counter() - t0
+        report["grid"] = {
+            "L": grid.L,
+            "r_lo": float(coef["r"][0]),
+            "r_hi": float(coef["r"][-1]),
+            "n_r": grid.n_r,
+        }
     for name in names:
         t0 = time.perf_counter()
-        built[name] = _match_units(expansion(coef, name), pot)
-        seconds = time.perf_counter() - t0 + t_coef
+        if name == "interp_rz":
+            built[name] = _match_units(_interp_rz(pot, grid), pot)
+            seconds = time.perf_counter() - t0
+            table = built[name]._pot
+            report["grid"] = {"R": table._rgrid[[0, -1]].tolist(), "n_r": grid.n_r}
+            report["grid"] |= {"z": (table._zgrid[[0, -1]] - built[name]._offset[2]).tolist()}
+            report["grid"]["n_z"] = grid.n_z
+        else:
+            built[name] = _match_units(expansion(coef, name), pot)
+            seconds = time.perf_counter() - t0 + t_coef
         candidates[name] = export_report(built[name], pot, n_check) | {"build_s": seconds}
     best = min(candidates, key=lambda k: candidates[k]["force_err_median"])
-    report = {"method": best, **candidates[best], "candidates": candidates}
-    report["grid"] = {
-        "L": grid.L,
-        "r_lo": float(coef["r"][0]),
-        "r_hi": float(coef["r"][-1]),
-        "n_r": grid.n_r,
-    }
-    return built[best], report
+    return built[best], {"method": best, **candidates[best], "candidates": candidates} | report

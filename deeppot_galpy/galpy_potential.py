@@ -45,6 +45,7 @@ from galpy.potential import Potential
 from scipy.special import expit
 
 from .potential import PotentialNet
+from .potential.symmetry import invariant_inputs
 from .units import Units
 
 __all__ = ["DeepPotential", "NumpyPotentialMLP", "OutsideDataWarning"]
@@ -81,6 +82,8 @@ class NumpyPotentialMLP:
         self.length = float(net.length_scale)
         self.phi_scale = float(net.phi_scale)
         self.activation = net.config.activation
+        self.symmetry, self.softening = net.config.symmetry, net.config.softening
+        self.input_center = self._inputs(self.center[None])[0]
 
     def _act(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """sigma(z) and sigma'(z)."""
@@ -92,14 +95,20 @@ class NumpyPotentialMLP:
             return t, 1.0 - t * t
         return np.logaddexp(0.0, z), expit(z)  # softplus
 
-    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-        """The network's output (N,) at x (N, 3) and each hidden layer's sigma'(z)."""
-        h = (x - self.center) / self.length
+    def _inputs(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The MLP's inputs (before centring) and their Jacobian in x / L (None: identity)."""
+        return invariant_inputs(x / self.length, self.symmetry, self.softening)[:2]
+
+    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, list[np.ndarray], np.ndarray | None]:
+        """The network's output (N,) at x (N, 3), each hidden layer's sigma'(z) and the
+        inputs' Jacobian."""
+        h, jac = self._inputs(x)
+        h = h - self.input_center
         slopes = []
         for w, b in self.hidden:
             h, ds = self._act(h @ w.T + b)
             slopes.append(ds)
-        return h @ self.w_out + self.b_out, slopes
+        return h @ self.w_out + self.b_out, slopes, jac
 
     def phi(self, x: np.ndarray) -> np.ndarray:
         """Phi (N,) at x (N, 3) in the model's units, without the backward pass."""
@@ -107,10 +116,12 @@ class NumpyPotentialMLP:
 
     def phi_grad(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(Phi (N,), grad Phi (N, 3)) at x (N, 3) in the model's units."""
-        phi, slopes = self._forward(x)
+        phi, slopes, jac = self._forward(x)
         delta = self.w_out
         for (w, _), ds in zip(reversed(self.hidden), reversed(slopes), strict=True):
             delta = (delta * ds) @ w
+        if jac is not None:
+            delta = np.einsum("nik,nk->ni", jac, delta)
         return self.phi_scale * phi, (self.phi_scale / self.length) * delta
 
 
@@ -142,7 +153,6 @@ class DeepPotential(Potential):
         outside_factor: float = 1.5,
     ):
         Potential.__init__(self, amp=amp, ro=ro, vo=vo)
-        self.isNonAxi = True
         self._model_units = units or Units.nbody()
         if self._model_units.is_physical:
             self.turn_physical_on()
@@ -194,6 +204,8 @@ class DeepPotential(Potential):
         self._net = copy.deepcopy(net).to(device=self._device, dtype=torch.float64).eval()
         self._net.requires_grad_(False)
         self._numpy = NumpyPotentialMLP(self._net)
+        # galpy asks for phi only of non-axisymmetric potentials (the axis is the z axis)
+        self.isNonAxi = net.config.symmetry == "none"
         self._cache: tuple | None = None
         self._warned_outside = False
 
@@ -228,7 +240,8 @@ class DeepPotential(Potential):
         cfg = self._net.config
         units = self._model_units.length or "nbody"
         return (
-            f"DeepPotential(hidden={cfg.hidden}, activation={cfg.activation!r}, units={units!r}, "
+            f"DeepPotential(hidden={cfg.hidden}, activation={cfg.activation!r}, "
+            f"symmetry={cfg.symmetry!r}, units={units!r}, "
             f"amp={self._amp}, ro={self._ro}, vo={self._vo}, "
             f"physical={'on' if self._roSet and self._voSet else 'off'})"
         )

@@ -167,9 +167,9 @@ def miyamoto_nagai_fit() -> FittedNet:
 def random_net():
     """A random-init PotentialNet off the origin: derivative checks must hold for ANY weights."""
 
-    def make(activation: str = "silu", seed: int = 0) -> PotentialNet:
+    def make(activation: str = "silu", seed: int = 0, symmetry: str = "none") -> PotentialNet:
         torch.manual_seed(seed)
-        cfg = PotentialConfig(hidden=(32, 32), activation=activation)
+        cfg = PotentialConfig(hidden=(32, 32), activation=activation, symmetry=symmetry)
         return PotentialNet(torch.tensor([0.3, -0.2, 0.1]), 2.0, 0.7, cfg).eval()
 
     return make

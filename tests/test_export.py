@@ -154,3 +154,27 @@ def test_export_refuses_data_away_from_the_origin(random_net):
         export_galpy(DeepPotential(random_net(), region=region))
     with pytest.raises(ValueError, match="unknown export method"):
         export_galpy(DeepPotential(random_net(), region=region), method="spline")
+
+
+@pytest.mark.parametrize(
+    "symmetry, center, method",
+    [("axisymmetric", [8.0, 0.0, 0.02], "interp_rz"), ("spherical", [0.1, 0.0, 0.0], "interp_spherical")],
+)
+def test_symmetric_network_exports_to_its_symmetry(random_net, symmetry, center, method):
+    # a survey volume 8 units from the axis (an (R, z) grid), or a sphere about the origin
+    region = {"center": center, "r_min": 0.02, "r_max": 1.5}
+    pot = DeepPotential(random_net(symmetry=symmetry), region=region)
+    exported, report = export_galpy(pot, grid=ExportGrid(n_r=121, n_z=121))
+    assert report["method"] == method and report["force_err_p90"] < 1e-4
+    x = np.array(center) + _ball(50, 1.0)
+    np.testing.assert_allclose(
+        c_accelerations(exported, x), pot.acceleration(x), rtol=0, atol=1e-4 * np.abs(pot.acceleration(x)).max()
+    )
+
+
+def test_interp_rz_needs_an_axisymmetric_network(random_net):
+    region = {"center": [8.0, 0.0, 0.0], "r_min": 0.02, "r_max": 1.5}
+    with pytest.raises(ValueError, match="axisymmetric"):
+        export_galpy(DeepPotential(random_net(), region=region), method="interp_rz")
+    with pytest.raises(ValueError, match="symmetry axisymmetric"):
+        export_galpy(DeepPotential(random_net(), region=region))

@@ -25,7 +25,9 @@ from deeppot_galpy.galpy_potential import DeepPotential, NumpyPotentialMLP, Outs
 pytestmark = pytest.mark.filterwarnings("ignore:Using C implementation")  # galpy's note
 
 
-ACTIVATIONS = ["silu", "tanh", "softplus"]
+# every activation without a symmetry, and each symmetry once
+NETS = [("silu", "none"), ("tanh", "none"), ("softplus", "none"), ("silu", "spherical"),
+        ("tanh", "axisymmetric")]
 POINTS = [(0.7, 0.3, 0.4), (1.9, -0.8, 2.5), (0.05, 1.2, -1.0), (3.0, 0.0, 5.9)]
 
 
@@ -40,9 +42,9 @@ def _partial(f, point, axis, h=1e-5):
     return (f(*up) - f(*down)) / (2 * h)
 
 
-@pytest.mark.parametrize("activation", ACTIVATIONS)
-def test_numpy_path_matches_autograd(random_net, activation):
-    net = random_net(activation).double()
+@pytest.mark.parametrize("activation, symmetry", NETS)
+def test_numpy_path_matches_autograd(random_net, activation, symmetry):
+    net = random_net(activation, symmetry=symmetry).double()
     x = np.random.default_rng(0).normal(size=(7, 3)) * 3
     phi, grad = NumpyPotentialMLP(net).phi_grad(x)
     phi_t, grad_t = net.gradient(torch.as_tensor(x))
@@ -50,9 +52,25 @@ def test_numpy_path_matches_autograd(random_net, activation):
     np.testing.assert_allclose(grad, grad_t.numpy(), rtol=1e-12, atol=1e-14)
 
 
-@pytest.mark.parametrize("activation", ACTIVATIONS)
-def test_forces_are_gradients_of_the_potential(random_net, activation):
-    pot = DeepPotential(random_net(activation))
+@pytest.mark.parametrize("symmetry", ["none", "axisymmetric", "spherical"])
+def test_symmetry_is_exact(random_net, symmetry):
+    pot = DeepPotential(random_net(symmetry=symmetry))
+    azimuths = np.linspace(0.0, 2 * np.pi, 7)
+    about_z = pot(1.3, 0.4, azimuths)
+    theta = np.linspace(0.0, np.pi, 7)  # r = 1.36 in every direction of the (x, z) plane
+    about_centre = pot(1.36 * np.sin(theta), 1.36 * np.cos(theta))
+    spread = {k: np.ptp(v) / np.max(np.abs(v)) for k, v in (("z", about_z), ("o", about_centre))}
+    torque = np.max(np.abs(pot.phitorque(1.3, 0.4, azimuths)))
+    if symmetry == "none":  # the control: a random network has no symmetry
+        assert spread["z"] > 1e-3 and spread["o"] > 1e-3 and torque > 1e-4
+    else:
+        assert spread["z"] < 1e-6 and torque < 1e-7
+        assert (spread["o"] < 1e-6) == (symmetry == "spherical")
+
+
+@pytest.mark.parametrize("activation, symmetry", NETS)
+def test_forces_are_gradients_of_the_potential(random_net, activation, symmetry):
+    pot = DeepPotential(random_net(activation, symmetry=symmetry))
     for point in POINTS:
         scale = max(abs(pot.Rforce(*point)), abs(pot.zforce(*point)), 1e-3)
         for name, axis in (("Rforce", R_), ("zforce", Z_), ("phitorque", PHI_)):
@@ -73,9 +91,9 @@ SECOND = {
 }
 
 
-@pytest.mark.parametrize("activation", ACTIVATIONS)
-def test_second_derivatives_are_derivatives_of_the_forces(random_net, activation):
-    pot = DeepPotential(random_net(activation))
+@pytest.mark.parametrize("activation, symmetry", NETS)
+def test_second_derivatives_are_derivatives_of_the_forces(random_net, activation, symmetry):
+    pot = DeepPotential(random_net(activation, symmetry=symmetry))
     for point in POINTS:
         scale = max(abs(pot.R2deriv(*point)), abs(pot.z2deriv(*point)), 1e-3)
         for name, pairs in SECOND.items():
@@ -85,9 +103,9 @@ def test_second_derivatives_are_derivatives_of_the_forces(random_net, activation
                 assert abs(got - expected) < 1e-5 * scale, (name, force, got, expected)
 
 
-@pytest.mark.parametrize("activation", ACTIVATIONS)
-def test_density_is_laplacian_over_4pi(random_net, activation):
-    pot = DeepPotential(random_net(activation))
+@pytest.mark.parametrize("activation, symmetry", NETS)
+def test_density_is_laplacian_over_4pi(random_net, activation, symmetry):
+    pot = DeepPotential(random_net(activation, symmetry=symmetry))
     R, z, phi = np.array(POINTS).T
     rho = pot.dens(R, z, phi)
     # galpy's own Poisson route (R2deriv + Rforce/R + phi2deriv/R^2 + z2deriv) / 4 pi

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import RunConfig, parse_config, read_toml
+from ..potential.symmetry import SYMMETRIES
 from ..resume import check_target
 from ..rundir import ModelFileError, RunDir
 
@@ -52,6 +53,13 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
         type=int,
         metavar="N",
         help="bootstrap refits of the potential for error bars (0: none; overrides the config)",
+    )
+    p.add_argument(
+        "--symmetry",
+        choices=SYMMETRIES,
+        help="the potential's symmetry about the coordinates' origin (overrides the config; "
+        "default none): axisymmetric about the z axis, e.g. a Galactic disk volume in "
+        "Galactocentric coordinates, or spherical",
     )
     p.add_argument("--no-figures", action="store_true", help="skip the figures")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -101,7 +109,7 @@ def run_config(
         device=args.device,
         nproc=args.nproc,
         figures=False if args.no_figures else None,
-        potential={"replicates": args.replicates},
+        potential={"replicates": args.replicates, "network": {"symmetry": args.symmetry}},
         **overrides,
     )
     how = {"progress": not args.quiet, "resume": bool(args.resume), "overwrite": args.overwrite}

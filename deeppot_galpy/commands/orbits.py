@@ -43,7 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--export-method",
         # export.EXPORT_METHODS, not imported: every command's parser is built at start-up
-        choices=("auto", "interp_spherical", "multipole", "scf"),
+        choices=("auto", "interp_spherical", "multipole", "scf", "interp_rz"),
         default="auto",
         help="expansion for --method exported (default auto: the most faithful)",
     )

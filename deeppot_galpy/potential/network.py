@@ -31,6 +31,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .symmetry import SYMMETRIES, invariant_inputs, n_inputs
+
 __all__ = ["PotentialConfig", "PotentialNet"]
 
 _ACTIVATIONS = {"silu": nn.SiLU, "tanh": nn.Tanh, "softplus": nn.Softplus}
@@ -58,12 +60,21 @@ _WITH_DERIVATIVES = {"silu": _silu, "tanh": _tanh, "softplus": _softplus}
 
 @dataclass(frozen=True)
 class PotentialConfig:
-    """Architecture of the potential MLP."""
+    """Architecture of the potential MLP. ``symmetry`` (``none``, ``axisymmetric`` about the
+    z axis, ``spherical`` about the origin) makes the network read only that symmetry's
+    invariants (:mod:`.symmetry`), softened within ``softening`` length scales of the axis or
+    centre."""
 
     hidden: tuple[int, ...] = (128, 128, 128)
     activation: str = "silu"
+    symmetry: str = "none"
+    softening: float = 0.1
 
     def __post_init__(self) -> None:
+        if self.symmetry not in SYMMETRIES:
+            raise ValueError(f"symmetry {self.symmetry!r} not supported; use one of {SYMMETRIES}")
+        if not self.softening > 0:
+            raise ValueError(f"softening must be > 0 (got {self.softening})")
         if self.activation not in _ACTIVATIONS:
             raise ValueError(
                 f"activation {self.activation!r} not supported; use one of {sorted(_ACTIVATIONS)} "
@@ -97,7 +108,7 @@ class PotentialNet(nn.Module):
         self.register_buffer("phi_scale", torch.tensor(float(phi_scale)))
         act = _ACTIVATIONS[config.activation]
         layers: list[nn.Module] = []
-        width = 3
+        width = n_inputs(config.symmetry)
         for h in config.hidden:
             layers += [nn.Linear(width, h), act()]
             width = h
@@ -121,22 +132,29 @@ class PotentialNet(nn.Module):
             PotentialConfig.from_dict(meta["config"]),
         )
 
+    def inputs(self, x: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """The MLP's inputs at x, about the data centre's, with their Jacobian and Laplacian
+        in the scaled position x / L (:func:`~.symmetry.invariant_inputs`)."""
+        cfg = self.config
+        a, jac, lap = invariant_inputs(x / self.length_scale, cfg.symmetry, cfg.softening)
+        a0 = invariant_inputs(self.center[None] / self.length_scale, cfg.symmetry, cfg.softening)
+        return a - a0[0], jac, lap
+
     def forward(self, x: Tensor) -> Tensor:
-        return self.phi_scale * self.mlp((x - self.center) / self.length_scale).squeeze(-1)
+        return self.phi_scale * self.mlp(self.inputs(x)[0]).squeeze(-1)
 
     def derivatives(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(Phi, grad Phi, lap Phi) at x (N, 3) by the forward Laplacian, differentiable."""
         act = _WITH_DERIVATIVES[self.config.activation]
         linears = [m for m in self.mlp if isinstance(m, nn.Linear)]
-        a = (x - self.center) / self.length_scale
-        jac = lap = None  # d a / d u (N, 3, width) and lap_u a (N, width); u = scaled x
+        # d a / d u (N, 3, width) and lap_u a (N, width), u = x / L; None: the identity
+        a, jac, lap = self.inputs(x)
         for lin in linears[:-1]:
+            z = lin(a)
             if jac is None:
-                z = lin(a)
-                jz = lin.weight.T.expand(len(x), 3, -1)
-                lz = 0.0
+                jz, lz = lin.weight.T.expand(len(x), 3, -1), 0.0
             else:
-                z, jz, lz = lin(a), jac @ lin.weight.T, lap @ lin.weight.T
+                jz, lz = jac @ lin.weight.T, lap @ lin.weight.T
             a, d1, d2 = act(z)
             lap = d2 * (jz * jz).sum(1) + d1 * lz
             jac = d1.unsqueeze(1) * jz
