@@ -8,6 +8,7 @@ from deeppot_galpy.compare import potential_metrics
 from deeppot_galpy.mocks import Plummer
 from deeppot_galpy.potential import (
     CBEPoints,
+    PotentialConfig,
     PotentialTraining,
     cbe_residual,
     fit_potential,
@@ -116,3 +117,21 @@ def test_forward_laplacian_matches_autograd(activation, symmetry):
     torch.testing.assert_close(
         lap, torch.diagonal(hess, dim1=1, dim2=2).sum(-1), rtol=1e-10, atol=1e-12
     )
+
+
+def test_spherical_symmetry_averages_out_gradient_noise(plummer_points):
+    """With noisy grad ln f, a network that can only be spherical is closer to the truth."""
+    m, ps, gx, gv = plummer_points
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(1)
+    a, b = ([g + 0.5 * np.std(g) * rng.normal(size=g.shape) for g in (gx, gv)] for _ in "ab")
+    # two independent estimates: the crossfit loss has no attenuation bias, only noise
+    points = CBEPoints(ps.x, ps.v, *a, m.log_df(ps.x, ps.v), gx_b=b[0], gv_b=b[1])
+    held = m.sample(4096, 77).x
+    err = {}
+    for symmetry in ("none", "spherical"):
+        net_cfg = PotentialConfig(symmetry=symmetry)
+        cfg = PotentialTraining(steps=200, batch_size=512, loss="crossfit", config=net_cfg)
+        net, _ = fit_potential(points, cfg, progress=False)
+        err[symmetry] = potential_metrics(net, m, held, r_range=(0.1, 3.0))["force_err_median"]
+    assert err["spherical"] < 0.5 * err["none"], err  # measured: 0.9% against 6.8%

@@ -8,6 +8,7 @@ from deeppot_galpy.cli import main
 from deeppot_galpy.config import PRESETS, FitOptions, load_config, parse_config
 from deeppot_galpy.data import FrameParameters, QualityCuts
 from deeppot_galpy.device import map_batches, parse_device, resolve_device
+from deeppot_galpy.potential import PotentialConfig
 
 
 def test_every_stage_is_configurable(tmp_path):
@@ -33,6 +34,7 @@ steps = 50
 loss = "f"
 [potential.network]
 activation = "tanh"
+symmetry = "spherical"
 [checkpoint]
 flow_epochs = 2
 potential_steps = 10
@@ -50,6 +52,7 @@ min_stars = 10
     assert cfg.fit.flow.hidden == (8, 8) and cfg.fit.flow_training.epochs == 7
     assert cfg.fit.flow_training.time_budget_s == 60.5  # the preset's 300 is no int-only field
     assert cfg.fit.potential.steps == 50 and cfg.fit.potential.config.activation == "tanh"
+    assert cfg.fit.potential.config.symmetry == "spherical"
     assert opts.checkpoints == CheckpointPolicy(flow_epochs=2, potential_steps=10, seconds=30.0)
     # frame and cuts are parsed once, here, into the objects the catalog reader takes
     assert cfg.frame == FrameParameters(galcen_distance=8.2)
@@ -60,7 +63,17 @@ min_stars = 10
 
 def test_flags_override_the_file_and_are_recorded():
     raw = {"preset": "paper", "seed": 1, "flow_training": {"epochs": 7}}
-    cfg = parse_config(raw, preset="test", seed=5, device=None, fit={"n_flows": 3})
+    raw |= {"potential": {"network": {"activation": "tanh"}}}
+    cfg = parse_config(
+        raw,
+        preset="test",
+        seed=5,
+        device=None,
+        fit={"n_flows": 3},
+        potential={"replicates": None, "network": {"symmetry": "axisymmetric"}},
+    )
+    # a nested flag (--symmetry) merges into the file's table instead of replacing it
+    assert cfg.fit.potential.config == PotentialConfig(activation="tanh", symmetry="axisymmetric")
     assert cfg.options.seed == 5 and cfg.options.device == "cpu"
     assert cfg.frame is None and cfg.cuts is None  # the defaults
     # the preset flag swaps the base; the file's tables still apply on top of it
@@ -71,6 +84,7 @@ def test_flags_override_the_file_and_are_recorded():
         "seed": 5,
         "flow_training": {"epochs": 7},
         "fit": {"n_flows": 3},
+        "potential": {"network": {"activation": "tanh", "symmetry": "axisymmetric"}},
     }
     assert parse_config(cfg.raw) == cfg  # what a run records is enough to rebuild it
 
@@ -90,6 +104,7 @@ def test_flags_override_the_file_and_are_recorded():
         ({"flow_training": {"time_budget_s": -1}}, r"time_budget_s must be >= 0"),
         ({"potential": {"lr": -1}}, r"lr > 0"),
         ({"potential": {"loss": "l2"}}, r"unknown loss 'l2'"),
+        ({"potential": {"network": {"symmetry": "cylinder"}}}, r"symmetry 'cylinder' not supp"),
         ({"potential": {"jeans_neighbours": [0.02, 0.002]}}, r"\(min, max\) range"),
         ({"potential": {"jeans_neighbours": 2}}, r"fraction of the stars in \(0, 1\]"),
         ({"potential": {"replicates": 1}}, r"a spread needs two"),

@@ -1,0 +1,150 @@
+"""The potential's symmetry option side by side on the same flows (issues 12 and 13).
+
+One mock, one sample of stars, one flow ensemble and one set of CBE points and Jeans moments
+at the chosen preset; then the potential stage once per ``--symmetries`` entry
+(:mod:`deeppot_galpy.potential.symmetry`), each scored on held-out true stars
+(:func:`~deeppot_galpy.compare.potential_metrics`). The ``local_disk`` mock goes the way a
+user's catalog does: its Gaia-archive table (ICRS; ``--errors dr3`` adds DR3-like errors) is
+read by :func:`~deeppot_galpy.data.catalog_to_phasespace`, and each fit is also scored as
+``benchmarks/local_disk.py`` scores ``deeppot fit`` (forces, K_z, rho_0, v_c at the Sun).
+Every variant's fit is saved as a run directory (potential only) under ``--out``, and its
+export to galpy (``interp_rz``/``interp_spherical``/expansions) is timed and checked against
+the network.
+
+    python benchmarks/symmetry.py --mock hernquist_om --symmetries none,spherical
+    python benchmarks/symmetry.py --mock local_disk --symmetries none,axisymmetric
+
+Prints one JSON record per variant and a Markdown table; writes OUT/results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from local_disk import CATALOGS, field_scores
+
+from deeppot_galpy.cbe_points import draw_cbe_points, gradient_sources, jeans_moments
+from deeppot_galpy.compare import in_region, potential_metrics
+from deeppot_galpy.config import PRESETS
+from deeppot_galpy.df import FlowEnsemble
+from deeppot_galpy.export import export_galpy
+from deeppot_galpy.galpy_potential import DeepPotential
+from deeppot_galpy.local import local_quantities
+from deeppot_galpy.mocks import get_mock
+from deeppot_galpy.potential import fit_potential
+from deeppot_galpy.rundir import RunDir
+from deeppot_galpy.seeds import stream_seed
+from deeppot_galpy.stars import Stars
+
+
+def stars_of(mock, n: int, seed: int, errors: str) -> Stars:
+    sample = mock.sample(n, seed)
+    if mock.name != "local_disk":
+        return Stars.of(sample, None, None)
+    from deeppot_galpy.data import catalog_to_phasespace
+
+    data, report = catalog_to_phasespace(mock.gaia_table(sample, seed, CATALOGS[errors]))
+    print(report)
+    return Stars.of(data, None, None)
+
+
+def scores(net, mock, stars: Stars, region: dict, x_eval: np.ndarray) -> dict:
+    G = stars.units.G
+    if mock.region is not None:
+        out = {"potential": potential_metrics(net, mock, x_eval, G, region=mock.region)}
+    else:
+        out = {"potential": potential_metrics(net, mock, x_eval, G, r_range=mock.r_range)}
+    pot = DeepPotential(net, stars.units, region)
+    if mock.name == "local_disk":
+        out["field"] = field_scores(net, mock, x_eval[in_region(x_eval, mock.region)])
+        fit = local_quantities(pot, baryons="MWPotential2014")
+        truth = local_quantities(mock.galpy_potential(), fit.R0, fit.z0, fit.phi0)
+        band = (np.abs(fit.z.value) > 0.3) & (np.abs(fit.z.value) < 1.1 + 1e-9)
+        kz = fit.Kz.value[band] / truth.Kz.to_value(fit.Kz.unit)[band] - 1
+        out["local"] = {"Kz_max_rel_err": float(np.max(np.abs(kz)))}
+        for key in ("vc", "rho0", "oort_A", "oort_B"):
+            value, true = getattr(fit, key), getattr(truth, key)
+            out["local"][key] = float(value.value / true.to_value(value.unit) - 1)
+    t0 = time.perf_counter()
+    try:
+        _, report = export_galpy(pot)
+        out["export"] = {k: report[k] for k in ("method", "force_err_median", "force_err_p90")}
+        out["export"]["seconds"] = time.perf_counter() - t0
+    except ValueError as exc:
+        out["export"] = {"refused": str(exc)}
+    return out
+
+
+def markdown(results: dict) -> str:
+    lines = [
+        "| symmetry | force err (med / p90) | bias | worst bin | density err | Phi err "
+        "| F_z err (abs z > 0.3) | K_z max err | rho_0 err | v_c err | export (err, s) | fit s |",
+        "|" + "---|" * 12,
+    ]
+    for name, r in results.items():
+        p = r["potential"]
+        f, q, e = r.get("field", {}), r.get("local", {}), r["export"]
+        lines.append(
+            f"| {name} | {p['force_err_median']:.2%} / {p['force_err_p90']:.1%} "
+            f"| {p['force_bias_median']:+.2%} | {p['force_bias_max_bin']:.1%} "
+            f"| {p['density_err_median']:.1%} | {p['phi_err_median']:.2%} "
+            f"| {f.get('F_z_err_median_above_0.3kpc', float('nan')):.1%} "
+            f"| {q.get('Kz_max_rel_err', float('nan')):.1%} | {q.get('rho0', float('nan')):+.1%} "
+            f"| {q.get('vc', float('nan')):+.1%} "
+            f"| {e.get('method', 'refused')} {e.get('force_err_median', float('nan')):.1e}, "
+            f"{e.get('seconds', float('nan')):.0f} | {r['fit_seconds']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--mock", default="hernquist_om")
+    p.add_argument("--symmetries", default="none,spherical")
+    p.add_argument("--preset", default="default")
+    p.add_argument("--n", type=int, help="stars (default: the preset's)")
+    p.add_argument("--errors", choices=sorted(CATALOGS), default="noiseless")
+    p.add_argument("--n-eval", type=int, default=2**14)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="runs/symmetry")
+    args = p.parse_args()
+    config = PRESETS[args.preset]
+    mock = get_mock(args.mock)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stars = stars_of(mock, args.n or config.n_stars, args.seed, args.errors)
+    region = stars.summary.region()
+    held = mock.sample(args.n_eval, args.seed + 99)
+
+    t0 = time.perf_counter()
+    ens = FlowEnsemble(stars.summary.standardization(), config.n_flows, config.flow)
+    ens.fit(stars.eta, config.flow_training, stream_seed(args.seed, "flows"), False)
+    points, _ = draw_cbe_points(
+        gradient_sources(ens, config), config.n_points, region, stream_seed(args.seed, "points")
+    )
+    jeans = jeans_moments(stars.summary, region, config.potential, args.seed, "cpu")
+    flow_s = time.perf_counter() - t0
+    results = {}
+    for symmetry in args.symmetries.split(","):
+        net_cfg = replace(config.potential.config, symmetry=symmetry)
+        cfg = replace(config.potential, config=net_cfg)
+        t0 = time.perf_counter()
+        net, history = fit_potential(
+            points, cfg, stream_seed(args.seed, "potential"), "cpu", False, jeans=jeans
+        )
+        fit_s = time.perf_counter() - t0
+        RunDir(out / symmetry, create=True).save_potential(net, stars.units, region, {})
+        results[symmetry] = {"flow_seconds": flow_s, "fit_seconds": fit_s}
+        results[symmetry] |= scores(net, mock, stars, region, held.x)
+        print(json.dumps({symmetry: results[symmetry]}, indent=1, default=str), flush=True)
+    (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    print(markdown(results))
+
+
+if __name__ == "__main__":
+    main()
