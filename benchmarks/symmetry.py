@@ -1,8 +1,10 @@
 """The potential's symmetry option side by side on the same flows (issues 12 and 13).
 
-One mock, one sample of stars, one flow ensemble and one set of CBE points and Jeans moments
-at the chosen preset; then the potential stage once per ``--symmetries`` entry
-(:mod:`deeppot_galpy.potential.symmetry`), each scored on held-out true stars
+One mock, one sample of stars, one flow ensemble (saved in OUT/flows and reused by a later
+call with the same OUT) and one set of CBE points and Jeans moments at the chosen preset; then
+the potential stage once per ``--variants`` entry: a symmetry
+(:mod:`deeppot_galpy.potential.symmetry`), optionally with ``[potential]`` settings after
+``+`` (``spherical+jeans_weight=100``), each scored on held-out true stars
 (:func:`~deeppot_galpy.compare.potential_metrics`). The ``local_disk`` mock goes the way a
 user's catalog does: its Gaia-archive table (ICRS; ``--errors dr3`` adds DR3-like errors) is
 read by :func:`~deeppot_galpy.data.catalog_to_phasespace`, and each fit is also scored as
@@ -11,10 +13,10 @@ Every variant's fit is saved as a run directory (potential only) under ``--out``
 export to galpy (``interp_rz``/``interp_spherical``/expansions) is timed and checked against
 the network.
 
-    python benchmarks/symmetry.py --mock hernquist_om --symmetries none,spherical
-    python benchmarks/symmetry.py --mock local_disk --symmetries none,axisymmetric
+    python benchmarks/symmetry.py --mock hernquist_om --variants none,spherical
+    python benchmarks/symmetry.py --mock local_disk --variants none,axisymmetric+jeans_weight=100
 
-Prints one JSON record per variant and a Markdown table; writes OUT/results.json.
+Prints one JSON record per variant and a Markdown table of all in OUT/results.json.
 """
 
 from __future__ import annotations
@@ -82,7 +84,7 @@ def scores(net, mock, stars: Stars, region: dict, x_eval: np.ndarray) -> dict:
 
 def markdown(results: dict) -> str:
     lines = [
-        "| symmetry | force err (med / p90) | bias | worst bin | density err | Phi err "
+        "| variant | force err (med / p90) | bias | worst bin | density err | Phi err "
         "| F_z err (abs z > 0.3) | K_z max err | rho_0 err | v_c err | export (err, s) | fit s |",
         "|" + "---|" * 12,
     ]
@@ -105,7 +107,7 @@ def markdown(results: dict) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--mock", default="hernquist_om")
-    p.add_argument("--symmetries", default="none,spherical")
+    p.add_argument("--variants", default="none,spherical")
     p.add_argument("--preset", default="default")
     p.add_argument("--n", type=int, help="stars (default: the preset's)")
     p.add_argument("--errors", choices=sorted(CATALOGS), default="noiseless")
@@ -122,27 +124,36 @@ def main() -> None:
     held = mock.sample(args.n_eval, args.seed + 99)
 
     t0 = time.perf_counter()
-    ens = FlowEnsemble(stars.summary.standardization(), config.n_flows, config.flow)
-    ens.fit(stars.eta, config.flow_training, stream_seed(args.seed, "flows"), False)
+    cache = RunDir(out / "flows", create=True)
+    if (cache.path / "flows.json").exists():
+        ens, _ = cache.load_flows()
+    else:
+        ens = FlowEnsemble(stars.summary.standardization(), config.n_flows, config.flow)
+        ens.fit(stars.eta, config.flow_training, stream_seed(args.seed, "flows"), False)
+        cache.save_flows(ens)
     points, _ = draw_cbe_points(
         gradient_sources(ens, config), config.n_points, region, stream_seed(args.seed, "points")
     )
     jeans = jeans_moments(stars.summary, region, config.potential, args.seed, "cpu")
     flow_s = time.perf_counter() - t0
-    results = {}
-    for symmetry in args.symmetries.split(","):
+    saved = out / "results.json"  # a later call with the same OUT adds its variants
+    results = json.loads(saved.read_text()) if saved.exists() else {}
+    for variant in args.variants.split(","):
+        symmetry, *settings = variant.split("+")
         net_cfg = replace(config.potential.config, symmetry=symmetry)
         cfg = replace(config.potential, config=net_cfg)
+        for key, value in (kv.split("=") for kv in settings):
+            cfg = replace(cfg, **{key: type(getattr(cfg, key))(value)})
         t0 = time.perf_counter()
         net, history = fit_potential(
             points, cfg, stream_seed(args.seed, "potential"), "cpu", False, jeans=jeans
         )
         fit_s = time.perf_counter() - t0
-        RunDir(out / symmetry, create=True).save_potential(net, stars.units, region, {})
-        results[symmetry] = {"flow_seconds": flow_s, "fit_seconds": fit_s}
-        results[symmetry] |= scores(net, mock, stars, region, held.x)
-        print(json.dumps({symmetry: results[symmetry]}, indent=1, default=str), flush=True)
-    (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
+        RunDir(out / variant, create=True).save_potential(net, stars.units, region, {})
+        results[variant] = {"flow_seconds": flow_s, "fit_seconds": fit_s}
+        results[variant] |= scores(net, mock, stars, region, held.x)
+        print(json.dumps({variant: results[variant]}, indent=1, default=str), flush=True)
+        saved.write_text(json.dumps(results, indent=1, default=str))
     print(markdown(results))
 
 
