@@ -37,9 +37,8 @@ is exact in angle: ``interp_spherical`` for a spherical one centred on the data,
 ``interp_rz`` for an axisymmetric one, which needs no expansion centre and so serves a survey
 volume far from the origin too: galpy's ``interpRZPotential`` of the network's potential and
 forces on an (R, z) grid over the data region (``n_r`` x ``n_z`` nodes, R log-spaced when the
-region holds the axis), 2D cubic splines evaluated in C. It is wrapped in galpy's
-``RotateAndTiltWrapperPotential`` (an offset in z, see :func:`_interp_rz`), so galpy evaluates
-it one point at a time in Python and in bulk in C (orbits, :func:`c_accelerations`).
+region holds the axis), 2D cubic splines evaluated in C, wrapped in galpy's
+``RotateAndTiltWrapperPotential`` as an offset in z (see :func:`_interp_rz`).
 
 Every export is checked against the network at
 :func:`~deeppot_galpy.compare.check_points` inside the data region (log-uniform radius between
@@ -288,11 +287,41 @@ class _RaisedPotential(Potential):
         return self._pot.zforce(R, z + self._dz, use_physical=False)
 
 
+def _raised_table(table: Any, dz: float) -> Any:
+    """``table`` (an interpRZPotential of Phi(R, z + dz)) moved back down by dz: galpy's C-backed
+    offset wrapper, with a Python path that takes arrays (a shift in z rotates nothing)."""
+    from galpy.potential import (
+        RotateAndTiltWrapperPotential,
+        evaluatePotentials,
+        evaluateRforces,
+        evaluatezforces,
+    )
+
+    class RaisedTable(RotateAndTiltWrapperPotential):
+        def __init__(self) -> None:
+            super().__init__(pot=table, offset=[0.0, 0.0, -dz])
+            self.isNonAxi = False
+
+        def _evaluate(self, R, z, phi=0.0, t=0.0):
+            return evaluatePotentials(self._pot, R, z - dz, use_physical=False)
+
+        def _Rforce(self, R, z, phi=0.0, t=0.0):
+            return evaluateRforces(self._pot, R, z - dz, use_physical=False)
+
+        def _zforce(self, R, z, phi=0.0, t=0.0):
+            return evaluatezforces(self._pot, R, z - dz, use_physical=False)
+
+        def _phitorque(self, R, z, phi=0.0, t=0.0):
+            return 0.0 * R
+
+    return RaisedTable()
+
+
 def _interp_rz(pot: DeepPotential, grid: ExportGrid):
     # galpy's C interpRZPotential reads its grid at |z| (it assumes a potential symmetric
     # about z = 0), so the grid starts at the bottom of the data region, z_lo: it holds
     # Phi(R, z' + z_lo) for z' >= 0, and a C-backed offset moves it back into place.
-    from galpy.potential import RotateAndTiltWrapperPotential, interpRZPotential
+    from galpy.potential import interpRZPotential
 
     reg = pot.natural_region()
     c, r = reg["center"], reg["r_max"]
@@ -315,7 +344,7 @@ def _interp_rz(pot: DeepPotential, grid: ExportGrid):
         enable_c=True,
         numcores=1,
     )
-    return RotateAndTiltWrapperPotential(pot=table, offset=[0.0, 0.0, -z_lo])
+    return _raised_table(table, z_lo)
 
 
 def expansion(coef: dict, method: str) -> Any:

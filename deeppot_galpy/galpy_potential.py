@@ -99,6 +99,13 @@ class NumpyPotentialMLP:
         """The MLP's inputs (before centring) and their Jacobian in x / L (None: identity)."""
         return invariant_inputs(x / self.length, self.symmetry, self.softening)[:2]
 
+    def distance(self, x: np.ndarray, center: np.ndarray) -> np.ndarray:
+        """Distance (N,) of x (N, 3) from ``center`` (3,) as the network sees it, in model
+        length units: Euclidean without a symmetry, in (R, z) for an axisymmetric network
+        and in r for a spherical one (a whole ring or shell is as constrained as its data)."""
+        a, a0 = self._inputs(x)[0], self._inputs(np.reshape(center, (1, 3)))[0]
+        return self.length * np.linalg.norm(a - a0, axis=-1)
+
     def _forward(self, x: np.ndarray) -> tuple[np.ndarray, list[np.ndarray], np.ndarray | None]:
         """The network's output (N,) at x (N, 3), each hidden layer's sigma'(z) and the
         inputs' Jacobian."""
@@ -285,14 +292,16 @@ class DeepPotential(Potential):
     def _check_region(self, x_model: np.ndarray) -> None:
         if self._warned_outside or self._region is None:
             return
-        d2 = np.sum((x_model - self._region["center"]) ** 2, axis=-1)
+        d2 = self._numpy.distance(np.atleast_2d(x_model), self._region["center"]) ** 2
         if np.any(d2 > self._outside_r2):
             self._warned_outside = True
+            symmetry = self._net.config.symmetry
+            where = "" if symmetry == "none" else f" ({symmetry}: in its invariants)"
             warnings.warn(
                 f"DeepPotential evaluated at distance {math.sqrt(np.max(d2)):.3g} from the data "
-                f"centre, beyond {math.sqrt(self._outside_r2):.3g} (model units; the data reach "
-                f"r_max = {self._region['r_max']:.3g}): the network is not constrained by stars "
-                "there (warning once per potential)",
+                f"centre{where}, beyond {math.sqrt(self._outside_r2):.3g} (model units; the data "
+                f"reach r_max = {self._region['r_max']:.3g}): the network is not constrained by "
+                "stars there (warning once per potential)",
                 OutsideDataWarning,
                 stacklevel=4,
             )

@@ -193,13 +193,21 @@ def integrate_galpy(
 
 
 def initial_conditions(
-    pot: Any, n: int, seed: int, r_range: tuple[float, float], mock: Any = None
+    pot: Any,
+    n: int,
+    seed: int,
+    r_range: tuple[float, float],
+    mock: Any = None,
+    center: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """n bound initial conditions (x, v) in natural units with radii in ``r_range``.
 
     From ``mock``'s distribution function when given (stars drawn until n fall in range; the
     mock's units must be galpy's natural units); otherwise isotropic positions (log-uniform
     radius) with tangential velocities of 0.5-1 times the local circular speed in ``pot``.
+    With ``center`` (data away from the origin: a volume around the Sun), the radii are from
+    that centre and the orbits are a disk's: rotation about the z axis at 0.9-1 times the
+    circular speed there.
     """
     rng = np.random.default_rng(seed)
     if mock is not None:
@@ -215,6 +223,13 @@ def initial_conditions(
     r = np.exp(rng.uniform(math.log(r_range[0]), math.log(r_range[1]), n))
     u = rng.normal(size=(n, 3))
     u /= np.linalg.norm(u, axis=1, keepdims=True)
+    if center is not None:
+        x = center + r[:, None] * u
+        R = np.hypot(x[:, 0], x[:, 1])
+        e_phi = np.stack([-x[:, 1] / R, x[:, 0] / R, np.zeros(n)], axis=1)
+        a = acceleration_function(pot)(x)
+        v_circ = np.sqrt(np.clip(-(a[:, 0] * x[:, 0] + a[:, 1] * x[:, 1]), 0.0, None))
+        return x, e_phi * (v_circ * rng.uniform(0.9, 1.0, n))[:, None]
     x = r[:, None] * u
     a = acceleration_function(pot)(x)
     v_circ = np.sqrt(np.clip(-np.sum(a * x, axis=1), 0.0, None))
@@ -323,7 +338,8 @@ def orbit_study(
     ``out``/figures/orbits.png.
 
     ``n_orbits`` start (seed ``seed``) from ``mock``'s distribution function inside its
-    well-sampled radii, or else on near-circular orbits in the inner data region, and run for
+    well-sampled radii, or else on near-circular orbits in the inner data region (for data
+    away from the origin, a volume around the Sun: disk orbits through it), and run for
     ``time_span`` (natural units; default ten circular periods at their median radius) with
     ``steps`` outputs, by :func:`integrate` (``method``, ``integrator``, ``export_method``).
     With a ``mock`` the same initial conditions are integrated in its true galpy potential,
@@ -338,10 +354,15 @@ def orbit_study(
             f"the reference mock {mock.name!r} is in {mock.units}, the model in "
             f"{pot.model_units}: they do not share natural units"
         )
-    x0, v0 = initial_conditions(pot, n_orbits, seed, _start_radii(pot, mock), mock)
+    reg = pot.natural_region()
+    off_centre = mock is None and np.linalg.norm(reg["center"]) > 0.25 * reg["r_max"]
+    x0, v0 = initial_conditions(
+        pot, n_orbits, seed, _start_radii(pot, mock), mock, reg["center"] if off_centre else None
+    )
     if time_span is None:
         r = np.median(np.linalg.norm(x0, axis=1))
-        v_c = math.sqrt(max(float(pot.vcirc(r, use_physical=False)), 1e-12))
+        phi = math.atan2(reg["center"][1], reg["center"][0]) if off_centre else 0.0
+        v_c = math.sqrt(max(float(pot.vcirc(r, phi=phi, use_physical=False)), 1e-12))
         time_span = 10 * 2 * math.pi * r / v_c
     t = np.linspace(0.0, time_span, steps + 1)
 

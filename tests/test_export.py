@@ -172,6 +172,11 @@ def test_symmetric_network_exports_to_its_symmetry(random_net, symmetry, center,
     x = np.array(center) + _ball(50, 1.0)
     a = pot.acceleration(x)
     np.testing.assert_allclose(c_accelerations(exported, x), a, atol=1e-4 * np.abs(a).max())
+    # galpy's Python path on arrays, above and below the plane
+    R, z = np.hypot(x[:, 0], x[:, 1]), x[:, 2]
+    for name in ("Rforce", "zforce"):
+        want = getattr(pot, name)(R, z, phi=np.arctan2(x[:, 1], x[:, 0]))
+        np.testing.assert_allclose(getattr(exported, name)(R, z), want, atol=1e-4 * np.abs(a).max())
 
 
 def test_interp_rz_needs_an_axisymmetric_network(random_net):

@@ -83,6 +83,22 @@ def test_initial_conditions_without_a_mock_are_bound_and_in_range():
     assert np.all(e < 0)
 
 
+def test_initial_conditions_in_a_volume_off_the_origin_rotate_like_a_disk():
+    # a volume 8 units from the axis of a flat rotation curve (v_c = 1): the Sun's
+    from galpy.potential import LogarithmicHaloPotential
+
+    halo = LogarithmicHaloPotential(amp=1.0)
+    center = np.array([-8.0, 0.0, 0.0])
+    x, v = initial_conditions(halo, 50, seed=2, r_range=(0.1, 1.0), center=center)
+    d = np.linalg.norm(x - center, axis=1)
+    assert np.all((d >= 0.1) & (d <= 1.0))
+    R = np.hypot(x[:, 0], x[:, 1])
+    assert np.allclose(v[:, 0] * x[:, 0] + v[:, 1] * x[:, 1], 0.0, atol=1e-12) and not v[:, 2].any()
+    vc = np.sqrt(R * -halo.Rforce(R, x[:, 2]))  # the circular speed where each orbit starts
+    speed = np.linalg.norm(v, axis=1)
+    assert np.all((speed >= 0.9 * vc - 1e-12) & (speed <= vc))
+
+
 def test_compare_and_plot(ics, tmp_path):
     t = np.linspace(0.0, 5.0, 26)
     a = integrate_batched(TRUE, *ics, t, method="yoshida4", substeps=4)
