@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 from astropy import units as u
 
+from .potential.replicates import replicate_std
+
 __all__ = ["QUANTITIES", "error_bars"]
 
 #: what :func:`error_bars` reports, as galpy methods of a potential at (R, z, phi)
@@ -39,6 +41,10 @@ QUANTITIES = {
     "dens": lambda p, R, z, phi, kw: p.dens(R, z, phi=phi, **kw),
     "vcirc": lambda p, R, z, phi, kw: p.vcirc(R, phi=phi, **kw),
 }
+
+
+#: the calibration (SIGMA_CALIBRATION) each quantity takes
+KINDS = {"phi": "phi", "Rforce": "force", "zforce": "force", "dens": "density", "vcirc": "force"}
 
 
 def error_bars(
@@ -70,5 +76,5 @@ def error_bars(
     for name in quantities:
         values = [QUANTITIES[name](p, R, z, phi, galpy_kwargs) for p in replicates]
         stacked = u.Quantity(values) if isinstance(values[0], u.Quantity) else np.array(values)
-        out[name] = np.std(stacked, axis=0, ddof=1)
+        out[name] = replicate_std(stacked, KINDS[name])
     return out

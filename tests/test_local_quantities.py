@@ -17,6 +17,7 @@ from galpy.potential import (
 from galpy.util.conversion import dens_in_msolpc3
 
 from deeppot_galpy.local import LocalQuantities, baryonic_model, local_quantities, sun_cyl
+from deeppot_galpy.potential.replicates import SIGMA_CALIBRATION
 
 MW = mwpotentials.MWPotential2014  # ro = 8 kpc, vo = 220 km/s, physical output off
 RO, VO = 8.0, 220.0
@@ -87,23 +88,25 @@ def test_numbers_are_galpy_natural_units(mw):
         assert getattr(as_floats, key).value == pytest.approx(getattr(mw, key).value, rel=1e-12)
 
 
-def test_error_is_the_replicates_spread():
+def test_error_is_the_calibrated_replicates_spread():
     # flat rotation curves v_c = sqrt(amp) vo, densities proportional to amp
     amps = np.array([0.9, 1.0, 1.05, 1.2])
     reps = [LogarithmicHaloPotential(amp=a, ro=RO, vo=VO) for a in amps]
     q = local_quantities(reps[1], R0 * u.kpc, Z0 * u.kpc, replicates=reps)
+    k_force, k_density = SIGMA_CALIBRATION["force"], SIGMA_CALIBRATION["density"]
     assert q.vc.to_value(u.km / u.s) == pytest.approx(VO, rel=1e-10)
     assert q.sigma["vc"].to_value(u.km / u.s) == pytest.approx(
-        np.std(np.sqrt(amps) * VO, ddof=1), rel=1e-10
+        k_force * np.std(np.sqrt(amps) * VO, ddof=1), rel=1e-10
     )
-    assert (q.sigma["rho0"] / q.rho0).to_value("") == pytest.approx(np.std(amps, ddof=1), rel=1e-8)
+    rho_spread = (q.sigma["rho0"] / q.rho0).to_value("")
+    assert rho_spread == pytest.approx(k_density * np.std(amps, ddof=1), rel=1e-8)
     # a flat curve: A = -B = v_c / 2R, so each replicate's A is sqrt(amp) vo / 2 R0
     assert q.sigma["oort_A"].to_value(u.km / u.s / u.kpc) == pytest.approx(
-        np.std(np.sqrt(amps) * VO / (2 * R0), ddof=1), rel=1e-8
+        k_force * np.std(np.sqrt(amps) * VO / (2 * R0), ddof=1), rel=1e-8
     )
     off_plane = np.abs(q.z.value) > 1e-9  # K_z(0) = 0 for every replicate
     spread = (q.sigma["Kz"] / np.abs(q.Kz)).to_value("")[off_plane]
-    np.testing.assert_allclose(spread, np.std(amps, ddof=1), rtol=1e-8)
+    np.testing.assert_allclose(spread, k_force * np.std(amps, ddof=1), rtol=1e-8)
     table = q.table()
     assert "1 sigma" in table and "Oort A" in table and "km/s/kpc" in table
     with pytest.raises(ValueError, match="at least two replicates"):

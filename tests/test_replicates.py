@@ -7,7 +7,11 @@ import torch
 from deeppot_galpy.compare import coverage
 from deeppot_galpy.mocks import Plummer
 from deeppot_galpy.potential import CBEPoints, PotentialTraining, fit_potential
-from deeppot_galpy.potential.replicates import fit_replicates, replicate_spread
+from deeppot_galpy.potential.replicates import (
+    SIGMA_CALIBRATION,
+    fit_replicates,
+    replicate_spread,
+)
 from deeppot_galpy.rundir import RunDir
 
 
@@ -44,7 +48,7 @@ def test_replicate_errors_cover_the_truth(fitted):
     x = m.sample(4096, 99).x
     r = np.linalg.norm(x, axis=1)
     x = x[(r > 0.1) & (r < 3.0)]
-    cov = coverage(base, m, x, replicate_spread(nets, x), m.units.G)
+    cov = coverage(base, m, x, replicate_spread(nets, x, calibrated=False), m.units.G)
     force = cov["force"]
     # the fit's error comes from the gradient noise, which the replicates redraw: the spread
     # must be of the size of the error (zero spread would cover nothing, a huge one everything)
@@ -89,4 +93,4 @@ def test_error_bars_refuse_too_few_replicates_and_unknown_quantities(fitted):
     # galpy's own spread of v_c over the replicates, in natural units
     bars = error_bars(reps, np.array([0.5, 1.0]), quantities=["vcirc"])
     vc = np.array([p.vcirc(np.array([0.5, 1.0]), phi=0.0) for p in reps])
-    np.testing.assert_allclose(bars["vcirc"], vc.std(axis=0, ddof=1))
+    np.testing.assert_allclose(bars["vcirc"], SIGMA_CALIBRATION["force"] * vc.std(axis=0, ddof=1))

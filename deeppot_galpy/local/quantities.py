@@ -44,6 +44,8 @@ import astropy.units as u
 import numpy as np
 from astropy.constants import G as G_NEWTON
 
+from ..potential.replicates import replicate_std
+
 __all__ = [
     "BARYONIC_MODELS",
     "LocalQuantities",
@@ -218,6 +220,11 @@ def galpy_quantity(pot: Any, name: str, R: Any, z: Any = 0.0, phi: Any = 0.0) ->
     return fn[name](pot, R, z, **kw)
 
 
+# the calibration of the replicates' spread (SIGMA_CALIBRATION) each quantity takes: the
+# densities' own; v_c, its slope, Oort's constants and K_z the force's
+_KIND = {"rho0": "density", "rho_dm": "density"}
+
+
 def _evaluate(pot: Any, R0, z0, phi0, z_grid, baryons: Any) -> dict:
     """Every quantity of one potential."""
     vc = galpy_quantity(pot, "vcirc", R0, phi=phi0).to(KMS)
@@ -312,5 +319,8 @@ def local_quantities(
     sigma = None
     if replicates is not None:
         each = [_evaluate(p, R0, z0, phi0, z_grid, baryons) for p in replicates]
-        sigma = {k: np.std(u.Quantity([e[k] for e in each]), axis=0, ddof=1) for k in values}
+        sigma = {
+            k: replicate_std(u.Quantity([e[k] for e in each]), _KIND.get(k, "force"))
+            for k in values
+        }
     return LocalQuantities(R0=R0, z0=z0, phi0=phi0, z=z_grid, sigma=sigma, **values)

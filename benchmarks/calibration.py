@@ -1,0 +1,98 @@
+"""The calibration of the replicates' error bars (``SIGMA_CALIBRATION``, issue 12).
+
+For each finished run on a mock (``MOCK=RUN_DIR``, fitted with replicates at the default
+preset: ``benchmarks/coverage.py --size default``, ``benchmarks/local_disk.py``), the normalised
+errors z = |fit - truth| / raw spread of the replicates at held-out true stars in the mock's
+scoring range (Phi after its median offset; each force component counts once). The factor
+for a kind of quantity is the 68.3rd percentile of z pooled over the runs (each run weighted
+equally): the factor that makes the pooled 1 sigma cover as often as a Gaussian's. Prints,
+per run, the coverage at 1 and 2 sigma before and after, and the factors.
+
+    python benchmarks/calibration.py plummer=runs/coverage/plummer nfw=runs/coverage/nfw \\
+        local_disk=runs/local_disk/run_noiseless
+
+Writes the table (Markdown) to ``--markdown FILE`` if given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+
+from deeppot_galpy.compare import as_field, in_region
+from deeppot_galpy.mocks import get_mock
+from deeppot_galpy.potential.replicates import SIGMA_CALIBRATION, replicate_spread
+from deeppot_galpy.rundir import RunDir
+
+KINDS = ("phi", "force", "density")
+NOMINAL = (0.683, 0.954)
+
+
+def normalised_errors(run_dir: str, mock_name: str, n: int, seed: int) -> dict[str, np.ndarray]:
+    run = RunDir(run_dir)
+    net, _ = run.load_potential()
+    reps = run.load_replicates()
+    mock = get_mock(mock_name)
+    held = mock.sample(n, seed)
+    if mock.region is not None:
+        x = held.x[in_region(held.x, mock.region)]
+    else:
+        r = np.linalg.norm(held.x, axis=1)
+        x = held.x[(r >= mock.r_range[0]) & (r <= mock.r_range[1])]
+    G = mock.units.G
+    sigma = replicate_spread(reps, x, G, calibrated=False)
+    fit, truth = as_field(net, G), as_field(mock, G)
+    rho_fit, rho_true = fit.density(x), truth.density(x)
+    phi_fit, phi_true = fit.potential(x), truth.potential(x)
+    return {
+        "phi": np.abs(phi_fit - np.median(phi_fit - phi_true) - phi_true) / sigma["phi"],
+        "force": (np.abs(fit.acceleration(x) - truth.acceleration(x)) / sigma["acc"]).ravel(),
+        "density": np.abs(rho_fit - rho_true) / sigma["density"],
+    }
+
+
+def pooled_factor(zs: list[np.ndarray]) -> float:
+    """The 68.3rd percentile of z over runs weighted equally."""
+    z = np.concatenate(zs)
+    w = np.concatenate([np.full(len(a), 1.0 / len(a)) for a in zs])
+    order = np.argsort(z)
+    cdf = np.cumsum(w[order]) / w.sum()
+    return float(z[order][np.searchsorted(cdf, NOMINAL[0])])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("runs", nargs="+", help="MOCK=RUN_DIR")
+    p.add_argument("--n", type=int, default=8192, help="held-out stars drawn per run")
+    p.add_argument("--seed", type=int, default=12345)
+    p.add_argument("--markdown")
+    args = p.parse_args()
+    z = {}
+    for item in args.runs:
+        label, run_dir = item.split("=", 1)
+        z[label] = normalised_errors(run_dir, label.split(":")[0], args.n, args.seed)
+    factors = {k: pooled_factor([z[r][k] for r in z]) for k in KINDS}
+    lines = [
+        "| run | quantity | raw: within 1 / 2 sigma | calibrated: within 1 / 2 sigma |",
+        "|---|---|---|---|",
+    ]
+    for run, errs in z.items():
+        for k in KINDS:
+            raw = [np.mean(errs[k] < s) for s in (1, 2)]
+            cal = [np.mean(errs[k] / factors[k] < s) for s in (1, 2)]
+            lines.append(
+                f"| {run} | {k} | {raw[0]:.1%} / {raw[1]:.1%} | {cal[0]:.1%} / {cal[1]:.1%} |"
+            )
+    lines.append("| (nominal) | | 68.3% / 95.4% | 68.3% / 95.4% |")
+    table = "\n".join(lines)
+    print(json.dumps({"factors": factors, "in_code": SIGMA_CALIBRATION}, indent=1))
+    print(table)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(table + "\n")
+
+
+if __name__ == "__main__":
+    main()
