@@ -9,6 +9,8 @@ the potential stage once per ``--variants`` entry: a symmetry
 user's catalog does: its Gaia-archive table (ICRS; ``--errors dr3`` adds DR3-like errors) is
 read by :func:`~deeppot_galpy.data.catalog_to_phasespace`, and each fit is also scored as
 ``benchmarks/local_disk.py`` scores ``deeppot fit`` (forces, K_z, rho_0, v_c at the Sun).
+On ``hernquist_beta`` (An, Naik et al. 2021's beta = 1/2 sphere) their metric is reported too
+(``an2021_radial_force_err``: median |a_r / a_r,true - 1| at 50 points along an axis, 0.4a-20a).
 Every variant's fit is saved as a run directory (potential only) under ``--out``, and its
 export to galpy (``interp_rz``/``interp_spherical``/expansions) is timed and checked against
 the network.
@@ -31,7 +33,7 @@ import numpy as np
 from local_disk import CATALOGS, field_scores
 
 from deeppot_galpy.cbe_points import draw_cbe_points, gradient_sources, jeans_moments
-from deeppot_galpy.compare import in_region, potential_metrics
+from deeppot_galpy.compare import as_field, in_region, potential_metrics
 from deeppot_galpy.config import PRESETS
 from deeppot_galpy.df import FlowEnsemble
 from deeppot_galpy.export import export_galpy
@@ -62,6 +64,8 @@ def scores(net, mock, stars: Stars, region: dict, x_eval: np.ndarray) -> dict:
     else:
         out = {"potential": potential_metrics(net, mock, x_eval, G, r_range=mock.r_range)}
     pot = DeepPotential(net, stars.units, region)
+    if hasattr(mock, "radial_force_error"):  # An, Naik et al.'s metric on their system
+        out["an2021_radial_force_err"] = mock.radial_force_error(as_field(net, G))
     if mock.name == "local_disk":
         out["field"] = field_scores(net, mock, x_eval[in_region(x_eval, mock.region)])
         fit = local_quantities(pot, baryons="MWPotential2014")

@@ -106,3 +106,27 @@ def test_truth_matches_galpy(mock, sample):
     errs = field_errors(mock, mock.galpy_potential(), sample.x[:2000])
     for key in ("phi", "force", "density"):
         assert np.max(errs[key]) < 1e-10
+
+
+def test_constant_beta_sphere_and_its_metric():
+    """An, Naik et al.'s beta = 1/2 sphere: its anisotropy, truncation, mass profile, metric."""
+    m = get_mock("hernquist_beta")
+    s = m.sample(8192, seed=5)
+    assert s.r.max() <= 200.0
+    v_r = np.sum(s.x * s.v, axis=1) / s.r
+    v_t2 = np.sum(s.v**2, axis=1) - v_r**2
+    assert 1 - np.mean(v_t2) / (2 * np.mean(v_r**2)) == pytest.approx(0.5, abs=0.03)
+    truncated = lambda r: np.minimum(m.enclosed_mass(r) / m.enclosed_mass(200.0), 1.0)  # noqa: E731
+    assert stats.kstest(s.r, truncated).pvalue > 1e-3
+
+    class Scaled:  # a field 2% too strong: the metric reads 2%
+        def __init__(self, k):
+            self.k = k
+
+        def acceleration(self, x):
+            return self.k * m.acceleration(x)
+
+    assert m.radial_force_error(Scaled(1.0)) == 0.0
+    assert m.radial_force_error(Scaled(1.02)) == pytest.approx(0.02)
+    with pytest.raises(ValueError, match="beta"):
+        get_mock("hernquist_beta", beta=0.9)

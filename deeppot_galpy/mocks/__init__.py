@@ -4,13 +4,14 @@ from importlib.util import find_spec
 
 from .base import MockSystem
 from .disk import MiyamotoNagaiDisk
-from .hernquist import HernquistOM
+from .hernquist import HernquistBeta, HernquistOM
 from .local_disk import LocalDisk
 from .nfw import NFW
 from .plummer import Plummer
 
 __all__ = [
     "MockSystem",
+    "HernquistBeta",
     "HernquistOM",
     "LocalDisk",
     "MiyamotoNagaiDisk",
@@ -22,6 +23,7 @@ __all__ = [
 _REGISTRY: dict[str, type[MockSystem]] = {
     "plummer": Plummer,
     "hernquist_om": HernquistOM,
+    "hernquist_beta": HernquistBeta,
     "nfw": NFW,
     "mn_disk": MiyamotoNagaiDisk,
     "local_disk": LocalDisk,

@@ -1,4 +1,5 @@
-r"""A radially anisotropic Hernquist sphere (Osipkov-Merritt), in units :math:`G = M = a = 1`.
+r"""Radially anisotropic Hernquist spheres, in units :math:`G = M = a = 1`: Osipkov-Merritt
+(:class:`HernquistOM`) and constant anisotropy (:class:`HernquistBeta`).
 
 .. math::
     \Phi(r) = -\frac{GM}{r + a}, \qquad
@@ -21,6 +22,12 @@ velocity of each star from :math:`p(v\,|\,r)` by inverse-CDF interpolation on a 
 :math:`(\log r, v/v_{esc})`, the velocity angle from the OM marginal. The gradients of
 :math:`\ln f` are exact through :math:`\nabla Q` times :math:`d\ln f/dQ`, the latter by a
 central difference of galpy's closed form (relative accuracy ~1e-9).
+
+The constant-anisotropy sphere has :math:`f = L^{-2\beta} f_E(E)` (galpy's
+``constantbetaHernquistdf``); with :math:`\beta = 1/2` and stars within :math:`200a` it is
+the system of An, Naik et al. (2021, arXiv:2106.05981), whose metric is the median
+:math:`|a_r / a_{r,true} - 1|` at 50 points along an axis between :math:`0.4a` and
+:math:`20a` (:meth:`HernquistBeta.radial_force_error`).
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ import numpy as np
 from ..phasespace import PhaseSpace
 from .base import MockSystem
 
-__all__ = ["HernquistOM", "sample_galpy_df"]
+__all__ = ["HernquistBeta", "HernquistOM", "sample_galpy_df"]
 
 
 @contextmanager
@@ -57,7 +64,80 @@ def sample_galpy_df(df, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return x, v
 
 
-class HernquistOM(MockSystem):
+class _Hernquist(MockSystem):
+    """The Hernquist sphere's potential, force, density and mass (M = a = 1); galpy's
+    ``HernquistPotential(amp=2, a=1)`` (galpy's amp is 2M)."""
+
+    r_range = (0.1, 10.0)  # 0.8% to 83% of the mass
+
+    def galpy_potential(self):
+        from galpy.potential import HernquistPotential
+
+        return HernquistPotential(amp=2.0, a=1.0)
+
+    def potential(self, x: np.ndarray) -> np.ndarray:
+        return -1.0 / (1.0 + np.linalg.norm(x, axis=-1))
+
+    def acceleration(self, x: np.ndarray) -> np.ndarray:
+        r = np.linalg.norm(x, axis=-1, keepdims=True)
+        return -x / (r * (1.0 + r) ** 2)
+
+    def density(self, x: np.ndarray) -> np.ndarray:
+        r = np.linalg.norm(x, axis=-1)
+        return 1.0 / (2.0 * np.pi * r * (1.0 + r) ** 3)
+
+    def enclosed_mass(self, r: np.ndarray) -> np.ndarray:
+        """M(<r) = r^2 / (1 + r)^2."""
+        return r**2 / (1.0 + r) ** 2
+
+
+class HernquistBeta(_Hernquist):
+    """Hernquist sphere (M = a = 1) with constant anisotropy ``beta``, stars within ``r_max``.
+
+    galpy counterpart: ``constantbetaHernquistdf(pot, beta=beta)``. The defaults are An, Naik
+    et al.'s (2021) system; their metric is :meth:`radial_force_error`.
+    """
+
+    name = "hernquist_beta"
+    r_range = (0.4, 20.0)  # An et al.'s range
+
+    def __init__(self, beta: float = 0.5, r_max: float = 200.0):
+        if not -0.5 <= beta <= 0.5:
+            raise ValueError(f"beta = {beta}: galpy's constant-beta Hernquist DF needs -1/2..1/2")
+        self.beta, self.r_max = float(beta), float(r_max)
+        self._df = None
+
+    @property
+    def params(self) -> dict:
+        return {"M": 1.0, "a": 1.0, "beta": self.beta, "r_max": self.r_max}
+
+    @property
+    def df(self):
+        """galpy's ``constantbetaHernquistdf`` for this system (built on first use)."""
+        if self._df is None:
+            from galpy.df import constantbetaHernquistdf
+
+            self._df = constantbetaHernquistdf(pot=self.galpy_potential(), beta=self.beta)
+        return self._df
+
+    def sample(self, n: int, seed: int) -> PhaseSpace:
+        # draw with margin, keep the first n within r_max: the truncation An et al. use
+        x, v = sample_galpy_df(self.df, int(n / self.enclosed_mass(self.r_max) * 1.01) + 16, seed)
+        keep = np.flatnonzero(np.linalg.norm(x, axis=1) <= self.r_max)[:n]
+        if len(keep) < n:
+            raise RuntimeError(f"drew {len(keep)} stars within r_max, fewer than {n}; reseed")
+        return PhaseSpace(x[keep], v[keep], self.units, {"mock": self.describe(), "seed": seed})
+
+    def radial_force_error(self, model, n: int = 50) -> float:
+        """An et al.'s metric: median |a_r / a_r,true - 1| at ``n`` log-spaced points along the
+        x axis over ``r_range``; ``model`` is anything with ``acceleration(x)`` (a field)."""
+        x = np.zeros((n, 3))
+        x[:, 0] = np.geomspace(*self.r_range, n)
+        ratio = model.acceleration(x)[:, 0] / self.acceleration(x)[:, 0]
+        return float(np.median(np.abs(ratio - 1)))
+
+
+class HernquistOM(_Hernquist):
     """Hernquist sphere (M = a = 1) with Osipkov-Merritt anisotropy radius ``ra`` (in units of a).
 
     galpy counterpart: ``HernquistPotential(amp=2, a=1)`` (galpy's amp is 2M) and
@@ -65,7 +145,6 @@ class HernquistOM(MockSystem):
     """
 
     name = "hernquist_om"
-    r_range = (0.1, 10.0)  # 0.8% to 83% of the mass
 
     def __init__(self, ra: float = 1.0):
         if ra < 0.2021:
@@ -86,29 +165,9 @@ class HernquistOM(MockSystem):
             self._df = osipkovmerrittHernquistdf(self.galpy_potential(), ra=self.ra)
         return self._df
 
-    def galpy_potential(self):
-        from galpy.potential import HernquistPotential
-
-        return HernquistPotential(amp=2.0, a=1.0)
-
     def sample(self, n: int, seed: int) -> PhaseSpace:
         x, v = sample_galpy_df(self.df, n, seed)
         return PhaseSpace(x, v, self.units, {"mock": self.describe(), "seed": seed})
-
-    def potential(self, x: np.ndarray) -> np.ndarray:
-        return -1.0 / (1.0 + np.linalg.norm(x, axis=-1))
-
-    def acceleration(self, x: np.ndarray) -> np.ndarray:
-        r = np.linalg.norm(x, axis=-1, keepdims=True)
-        return -x / (r * (1.0 + r) ** 2)
-
-    def density(self, x: np.ndarray) -> np.ndarray:
-        r = np.linalg.norm(x, axis=-1)
-        return 1.0 / (2.0 * np.pi * r * (1.0 + r) ** 3)
-
-    def enclosed_mass(self, r: np.ndarray) -> np.ndarray:
-        """M(<r) = r^2 / (1 + r)^2."""
-        return r**2 / (1.0 + r) ** 2
 
     def beta(self, r: np.ndarray) -> np.ndarray:
         """The velocity anisotropy beta(r) = r^2 / (r^2 + ra^2)."""
