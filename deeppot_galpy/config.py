@@ -20,7 +20,7 @@ A config file starts from a preset and overrides any setting; CLI flags override
                                #   jeans_weight, jeans_functions, jeans_neighbours, jeans_batch,
                                #   replicates (bootstrap refits for error bars), replicate_steps
     [potential.network]        # PotentialConfig: hidden, activation, softening,
-                               #   symmetry (none | axisymmetric | spherical)
+                               #   symmetry (none | axisymmetric | mirror | spherical)
     [checkpoint]               # checkpoint.CheckpointPolicy: flow_epochs, potential_steps, seconds
     [frame]                    # data.FrameParameters (catalogs only)
     [cuts]                     # data.QualityCuts (catalogs only)

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:Using C implementation")  # galp
 
 # every activation without a symmetry, and each symmetry once
 NETS = [("silu", "none"), ("tanh", "none"), ("softplus", "none"), ("silu", "spherical"),
-        ("tanh", "axisymmetric")]
+        ("tanh", "axisymmetric"), ("softplus", "mirror")]
 POINTS = [(0.7, 0.3, 0.4), (1.9, -0.8, 2.5), (0.05, 1.2, -1.0), (3.0, 0.0, 5.9)]
 
 
@@ -52,7 +52,7 @@ def test_numpy_path_matches_autograd(random_net, activation, symmetry):
     np.testing.assert_allclose(grad, grad_t.numpy(), rtol=1e-12, atol=1e-14)
 
 
-@pytest.mark.parametrize("symmetry", ["none", "axisymmetric", "spherical"])
+@pytest.mark.parametrize("symmetry", ["none", "axisymmetric", "mirror", "spherical"])
 def test_symmetry_is_exact(random_net, symmetry):
     pot = DeepPotential(random_net(symmetry=symmetry))
     azimuths = np.linspace(0.0, 2 * np.pi, 7)
@@ -66,6 +66,8 @@ def test_symmetry_is_exact(random_net, symmetry):
     else:
         assert spread["z"] < 1e-6 and torque < 1e-7
         assert (spread["o"] < 1e-6) == (symmetry == "spherical")
+        mirrored = abs(pot(1.3, 0.4) - pot(1.3, -0.4)) < 1e-9 * abs(pot(1.3, 0.4))
+        assert mirrored == (symmetry != "axisymmetric")
 
 
 @pytest.mark.parametrize("activation, symmetry", NETS)

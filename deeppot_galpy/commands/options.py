@@ -59,7 +59,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
         choices=SYMMETRIES,
         help="the potential's symmetry about the coordinates' origin (overrides the config; "
         "default none): axisymmetric about the z axis, e.g. a Galactic disk volume in "
-        "Galactocentric coordinates, or spherical",
+        "Galactocentric coordinates; mirror: axisymmetric and even in z; or spherical",
     )
     p.add_argument("--no-figures", action="store_true", help="skip the figures")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -61,9 +61,9 @@ _WITH_DERIVATIVES = {"silu": _silu, "tanh": _tanh, "softplus": _softplus}
 @dataclass(frozen=True)
 class PotentialConfig:
     """Architecture of the potential MLP. ``symmetry`` (``none``, ``axisymmetric`` about the
-    z axis, ``spherical`` about the origin) makes the network read only that symmetry's
-    invariants (:mod:`.symmetry`), softened within ``softening`` length scales of the axis or
-    centre."""
+    z axis, ``mirror``: that and even in z, ``spherical`` about the origin) makes the network
+    read only that symmetry's invariants (:mod:`.symmetry`), softened within ``softening``
+    length scales of the axis, plane or centre."""
 
     hidden: tuple[int, ...] = (128, 128, 128)
     activation: str = "silu"

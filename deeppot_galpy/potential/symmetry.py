@@ -7,7 +7,9 @@ network's length scale :math:`L`) and a softening :math:`\epsilon` (in units of 
 * ``"none"``: :math:`\vec a = \vec u` (3 inputs);
 * ``"spherical"`` about the origin: :math:`a = s_3 = \sqrt{\epsilon^2 + |\vec u|^2}`;
 * ``"axisymmetric"`` about the z axis through the origin:
-  :math:`\vec a = (s_2, u_z)` with :math:`s_2 = \sqrt{\epsilon^2 + u_x^2 + u_y^2}`.
+  :math:`\vec a = (s_2, u_z)` with :math:`s_2 = \sqrt{\epsilon^2 + u_x^2 + u_y^2}`;
+* ``"mirror"``: axisymmetric and symmetric about the plane z = 0 (a disk in equilibrium):
+  :math:`\vec a = (s_2, s_z)` with :math:`s_z = \sqrt{\epsilon^2 + u_z^2}`.
 
 The softened radius is analytic in :math:`r^2` (or :math:`R^2`), so the potential stays smooth,
 with a finite Laplacian, on the symmetry axis or centre, and equals the radius beyond
@@ -31,12 +33,20 @@ import torch
 
 __all__ = ["SYMMETRIES", "invariant_inputs", "n_inputs"]
 
-SYMMETRIES = ("none", "axisymmetric", "spherical")
+SYMMETRIES = ("none", "axisymmetric", "mirror", "spherical")
+
+
+# each input: ("norm", axes) a softened norm over those axes, or ("axis", i) u_i itself
+_INPUTS = {
+    "axisymmetric": (("norm", (0, 1)), ("axis", 2)),
+    "mirror": (("norm", (0, 1)), ("norm", (2,))),
+    "spherical": (("norm", (0, 1, 2)),),
+}
 
 
 def n_inputs(symmetry: str) -> int:
     """How many inputs the network reads under ``symmetry``."""
-    return {"none": 3, "axisymmetric": 2, "spherical": 1}[symmetry]
+    return 3 if symmetry == "none" else len(_INPUTS[symmetry])
 
 
 def invariant_inputs(u: Any, symmetry: str, softening: float) -> tuple[Any, Any, Any]:
@@ -47,19 +57,19 @@ def invariant_inputs(u: Any, symmetry: str, softening: float) -> tuple[Any, Any,
     """
     if symmetry == "none":
         return u, None, None  # the identity: the network's first layer needs no chain rule
+    if symmetry not in _INPUTS:
+        raise ValueError(f"unknown symmetry {symmetry!r}; use one of {SYMMETRIES}")
     xp = torch if isinstance(u, torch.Tensor) else np
     zero = xp.zeros_like(u[:, 0])
-    n = 3 if symmetry == "spherical" else 2
-    s = (softening**2 + (u[:, :n] ** 2).sum(-1)) ** 0.5
-    grad_s = [u[:, i] / s for i in range(n)] + [zero] * (3 - n)
-    lap_s = (n - 1) / s + softening**2 / s**3
-    if symmetry == "spherical":
-        return s[:, None], xp.stack(grad_s, -1)[:, :, None], lap_s[:, None]
-    if symmetry == "axisymmetric":
-        e_z = xp.stack([zero, zero, zero + 1], -1)
-        return (
-            xp.stack([s, u[:, 2]], -1),
-            xp.stack([xp.stack(grad_s, -1), e_z], -1),
-            xp.stack([lap_s, zero], -1),
-        )
-    raise ValueError(f"unknown symmetry {symmetry!r}; use one of {SYMMETRIES}")
+    values, grads, laps = [], [], []
+    for kind, axes in _INPUTS[symmetry]:
+        if kind == "axis":
+            values.append(u[:, axes])
+            grads.append(xp.stack([zero + (i == axes) for i in range(3)], -1))
+            laps.append(zero)
+            continue
+        s = (softening**2 + sum(u[:, i] ** 2 for i in axes)) ** 0.5
+        values.append(s)
+        grads.append(xp.stack([u[:, i] / s if i in axes else zero for i in range(3)], -1))
+        laps.append((len(axes) - 1) / s + softening**2 / s**3)
+    return xp.stack(values, -1), xp.stack(grads, -1), xp.stack(laps, -1)
