@@ -81,7 +81,8 @@ def _fit(cfg: RunConfig, out: str, inputs: dict) -> None:
             )
             if run["config"]["potential"]["config"]["symmetry"] == "none":
                 print(
-                    "a Galactic disk volume is best fitted with --symmetry axisymmetric (about "
-                    "the Galactocentric z axis): on the package's local-disk mock it cut the "
-                    "median force error from 10% to 2.2% (benchmarks/RESULTS.md)"
+                    "a Galactic disk volume is best fitted with --symmetry mirror (axisymmetric "
+                    "about the Galactocentric z axis and even in z) or axisymmetric: on the "
+                    "package's local-disk mock they cut the median force error from 10% to "
+                    "2-3% and K_z's from 20-28% to 4-11% (benchmarks/RESULTS.md, section 7)"
                 )
