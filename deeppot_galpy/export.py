@@ -57,7 +57,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from galpy.potential import Potential
+from galpy.potential import (
+    Potential,
+    RotateAndTiltWrapperPotential,
+    evaluatePotentials,
+    evaluateRforces,
+    evaluatezforces,
+)
 from scipy.interpolate import InterpolatedUnivariateSpline, make_interp_spline
 from scipy.special import gammaln, lpmv, roots_legendre
 
@@ -287,34 +293,25 @@ class _RaisedPotential(Potential):
         return self._pot.zforce(R, z + self._dz, use_physical=False)
 
 
-def _raised_table(table: Any, dz: float) -> Any:
+class _LoweredTable(RotateAndTiltWrapperPotential):
     """``table`` (an interpRZPotential of Phi(R, z + dz)) moved back down by dz: galpy's C-backed
     offset wrapper, with a Python path that takes arrays (a shift in z rotates nothing)."""
-    from galpy.potential import (
-        RotateAndTiltWrapperPotential,
-        evaluatePotentials,
-        evaluateRforces,
-        evaluatezforces,
-    )
 
-    class RaisedTable(RotateAndTiltWrapperPotential):
-        def __init__(self) -> None:
-            super().__init__(pot=table, offset=[0.0, 0.0, -dz])
-            self.isNonAxi = False
+    def __init__(self, table: Any, dz: float):
+        super().__init__(pot=table, offset=[0.0, 0.0, -dz])
+        self.isNonAxi, self._dz = False, dz
 
-        def _evaluate(self, R, z, phi=0.0, t=0.0):
-            return evaluatePotentials(self._pot, R, z - dz, use_physical=False)
+    def _evaluate(self, R, z, phi=0.0, t=0.0):
+        return evaluatePotentials(self._pot, R, z - self._dz, use_physical=False)
 
-        def _Rforce(self, R, z, phi=0.0, t=0.0):
-            return evaluateRforces(self._pot, R, z - dz, use_physical=False)
+    def _Rforce(self, R, z, phi=0.0, t=0.0):
+        return evaluateRforces(self._pot, R, z - self._dz, use_physical=False)
 
-        def _zforce(self, R, z, phi=0.0, t=0.0):
-            return evaluatezforces(self._pot, R, z - dz, use_physical=False)
+    def _zforce(self, R, z, phi=0.0, t=0.0):
+        return evaluatezforces(self._pot, R, z - self._dz, use_physical=False)
 
-        def _phitorque(self, R, z, phi=0.0, t=0.0):
-            return 0.0 * R
-
-    return RaisedTable()
+    def _phitorque(self, R, z, phi=0.0, t=0.0):
+        return 0.0 * R
 
 
 def _interp_rz(pot: DeepPotential, grid: ExportGrid):
@@ -344,7 +341,7 @@ def _interp_rz(pot: DeepPotential, grid: ExportGrid):
         enable_c=True,
         numcores=1,
     )
-    return _raised_table(table, z_lo)
+    return _LoweredTable(table, z_lo)
 
 
 def expansion(coef: dict, method: str) -> Any:
