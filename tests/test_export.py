@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import astropy.units as u
 import numpy as np
 import pytest
@@ -172,7 +174,8 @@ def test_symmetric_network_exports_to_its_symmetry(random_net, symmetry, center,
     x = np.array(center) + _ball(50, 1.0)
     a = pot.acceleration(x)
     np.testing.assert_allclose(c_accelerations(exported, x), a, atol=1e-4 * np.abs(a).max())
-    # galpy's Python path on arrays, above and below the plane
+    # galpy's Python path on arrays, above and below the plane, also after a pickle round trip
+    exported = pickle.loads(pickle.dumps(exported))
     R, z = np.hypot(x[:, 0], x[:, 1]), x[:, 2]
     for name in ("Rforce", "zforce"):
         want = getattr(pot, name)(R, z, phi=np.arctan2(x[:, 1], x[:, 0]))
