@@ -83,7 +83,7 @@ class NumpyPotentialMLP:
         self.phi_scale = float(net.phi_scale)
         self.activation = net.config.activation
         self.symmetry, self.softening = net.config.symmetry, net.config.softening
-        self.input_center = self._inputs(self.center[None])[0]
+        self.input_center = self.inputs(self.center[None])[0]
 
     def _act(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """sigma(z) and sigma'(z)."""
@@ -95,21 +95,15 @@ class NumpyPotentialMLP:
             return t, 1.0 - t * t
         return np.logaddexp(0.0, z), expit(z)  # softplus
 
-    def _inputs(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """The MLP's inputs (before centring) and their Jacobian in x / L (None: identity)."""
+    def inputs(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The MLP's inputs (before centring) and their Jacobian in x / L (None: identity):
+        position, or the symmetry's invariants, in units of the length scale."""
         return invariant_inputs(x / self.length, self.symmetry, self.softening)[:2]
-
-    def distance(self, x: np.ndarray, center: np.ndarray) -> np.ndarray:
-        """Distance (N,) of x (N, 3) from ``center`` (3,) as the network sees it, in model
-        length units: Euclidean without a symmetry, in (R, z) for an axisymmetric network
-        and in r for a spherical one (a whole ring or shell is as constrained as its data)."""
-        a, a0 = self._inputs(x)[0], self._inputs(np.reshape(center, (1, 3)))[0]
-        return self.length * np.linalg.norm(a - a0, axis=-1)
 
     def _forward(self, x: np.ndarray) -> tuple[np.ndarray, list[np.ndarray], np.ndarray | None]:
         """The network's output (N,) at x (N, 3), each hidden layer's sigma'(z) and the
         inputs' Jacobian."""
-        h, jac = self._inputs(x)
+        h, jac = self.inputs(x)
         h = h - self.input_center
         slopes = []
         for w, b in self.hidden:
@@ -213,6 +207,10 @@ class DeepPotential(Potential):
         self._numpy = NumpyPotentialMLP(self._net)
         # galpy asks for phi only of non-axisymmetric potentials (the axis is the z axis)
         self.isNonAxi = net.config.symmetry == "none"
+        # the data centre in the network's inputs, once: the region check is on the orbit path
+        if self._region is not None:
+            center = np.reshape(np.asarray(self._region["center"], dtype=np.float64), (1, 3))
+            self._region_inputs = self._numpy.inputs(center)[0]
         self._cache: tuple | None = None
         self._warned_outside = False
 
@@ -292,7 +290,10 @@ class DeepPotential(Potential):
     def _check_region(self, x_model: np.ndarray) -> None:
         if self._warned_outside or self._region is None:
             return
-        d2 = self._numpy.distance(np.atleast_2d(x_model), self._region["center"]) ** 2
+        # distance as the network sees it: in (R, z) or r for a symmetric one, since a whole
+        # ring or shell is as constrained as the data on it
+        d = self._numpy.inputs(np.atleast_2d(x_model))[0] - self._region_inputs
+        d2 = self._numpy.length**2 * np.sum(d * d, axis=-1)
         if np.any(d2 > self._outside_r2):
             self._warned_outside = True
             symmetry = self._net.config.symmetry
