@@ -67,7 +67,14 @@ from galpy.potential import (
 from scipy.interpolate import InterpolatedUnivariateSpline, make_interp_spline
 from scipy.special import gammaln, lpmv, roots_legendre
 
-from .compare import CHECK_POINTS, by_radius, check_points, relative_error, summarize
+from .compare import (
+    CHECK_POINTS,
+    by_radius,
+    centre_offset,
+    check_points,
+    relative_error,
+    summarize,
+)
 from .galpy_potential import DeepPotential
 from .units import cartesian_to_galpy
 
@@ -412,7 +419,7 @@ def export_galpy(
     if reg is None:
         raise ValueError("the potential has no data region; cannot choose an export grid")
     symmetry = pot.network.config.symmetry
-    centred = np.linalg.norm(reg["center"]) <= 0.25 * reg["r_max"]
+    centred = centre_offset(reg) <= 0.25
     if method != "auto":
         names = [method]
     elif symmetry == "spherical" and centred:
