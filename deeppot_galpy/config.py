@@ -20,7 +20,8 @@ A config file starts from a preset and overrides any setting; CLI flags override
                                #   jeans_weight, jeans_functions, jeans_neighbours, jeans_batch,
                                #   replicates (bootstrap refits for error bars), replicate_steps
     [potential.network]        # PotentialConfig: hidden, activation, softening,
-                               #   symmetry (none | axisymmetric | mirror | spherical)
+                               #   symmetry (auto | none | axisymmetric | mirror | spherical;
+                               #   the presets': auto, chosen from the stars, deeppot_galpy.shape)
     [checkpoint]               # checkpoint.CheckpointPolicy: flow_epochs, potential_steps, seconds
     [frame]                    # data.FrameParameters (catalogs only)
     [cuts]                     # data.QualityCuts (catalogs only)
@@ -104,6 +105,10 @@ class FitConfig:
         return d
 
 
+# the potential's symmetry is chosen from the stars (deeppot_galpy.shape; "none" unless they
+# show one): a symmetric fit averages the flows' noise (RESULTS.md, sections 7 and 8)
+_AUTO = PotentialConfig(symmetry="auto")
+
 PRESETS: dict[str, FitConfig] = {
     # seconds: for tests and smoke runs
     "test": FitConfig(
@@ -112,7 +117,9 @@ PRESETS: dict[str, FitConfig] = {
         flow=FlowConfig(steps=2, hidden=(32, 32)),
         flow_training=FlowTraining(epochs=4, batch_size=512),
         n_points=2**11,
-        potential=PotentialTraining(steps=200, batch_size=256, replicates=2, replicate_steps=50),
+        potential=PotentialTraining(
+            steps=200, batch_size=256, replicates=2, replicate_steps=50, config=_AUTO
+        ),
     ),
     # about 15 minutes on 2 CPU cores
     "default": FitConfig(
@@ -123,7 +130,12 @@ PRESETS: dict[str, FitConfig] = {
         flow_training=FlowTraining(epochs=40, batch_size=4096, time_budget_s=300),
         n_points=2**15,
         potential=PotentialTraining(
-            steps=3000, time_budget_s=240, loss="crossfit", replicates=4, replicate_steps=500
+            steps=3000,
+            time_budget_s=240,
+            loss="crossfit",
+            replicates=4,
+            replicate_steps=500,
+            config=_AUTO,
         ),
     ),
     # the paper's sizes (2^17 stars, 8 flows, 2^15 points, long training) with the default's
@@ -135,7 +147,12 @@ PRESETS: dict[str, FitConfig] = {
         flow_training=FlowTraining(epochs=200, batch_size=4096),
         n_points=2**15,
         potential=PotentialTraining(
-            steps=20000, batch_size=2048, loss="crossfit", replicates=4, replicate_steps=2000
+            steps=20000,
+            batch_size=2048,
+            loss="crossfit",
+            replicates=4,
+            replicate_steps=2000,
+            config=_AUTO,
         ),
     ),
 }

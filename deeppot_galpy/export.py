@@ -373,7 +373,6 @@ def c_accelerations(exported: Any, x: np.ndarray) -> np.ndarray:
     from galpy.util import galpyWarningVerbose
     from galpy.util.conversion import get_physical
 
-
     h = 1e-8
     phys = get_physical(exported)
     o = Orbit(cartesian_to_galpy(x, np.zeros_like(x)), ro=phys["ro"], vo=phys["vo"])

@@ -58,6 +58,7 @@ from .resume import check_target, prepare
 from .rundir import RunDir, software_versions
 from .scoring import score_against_truth
 from .seeds import stream_seed
+from .shape import choose_symmetry
 from .stars import Stars
 from .units import Units
 
@@ -134,6 +135,7 @@ def _fit(
         torch.set_num_threads(config.threads)
     stages = _Stages()
     region = stars.summary.region()
+    config, symmetry = _resolve_symmetry(config, stars.summary, region)
     record = {
         "config": config.to_dict(),
         "seed": seed,
@@ -144,6 +146,7 @@ def _fit(
         "units": stars.units.to_dict(),
         "data": {"n_stars": len(stars.eta), "sha256": stars.sha256(), "meta": stars.meta},
         "region": region,
+        "symmetry": symmetry,
         "invocation": options.invocation,
     }
     done = prepare(run, record, options.resume, options.overwrite)
@@ -222,6 +225,17 @@ def _fit(
         run.write_json("metrics", metrics)
         shutil.rmtree(ckpt_dir, ignore_errors=True)
     return distributed.broadcast_json(metrics)
+
+
+def _resolve_symmetry(config: FitConfig, stars: PhaseSpace, region: dict) -> tuple[FitConfig, dict]:
+    """The config with ``symmetry = "auto"`` replaced by the one the stars show, and the
+    record of that choice for ``run.json`` (:func:`~deeppot_galpy.shape.choose_symmetry`)."""
+    net = config.potential.config
+    if net.symmetry != "auto":
+        return config, {"symmetry": net.symmetry, "reason": "given"}
+    choice = choose_symmetry(stars.x, stars.v, region).to_dict()
+    potential = replace(config.potential, config=replace(net, symmetry=choice["symmetry"]))
+    return replace(config, potential=potential), {"requested": "auto"} | choice
 
 
 def run_demo(

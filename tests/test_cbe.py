@@ -99,8 +99,14 @@ def test_unbiased_loss_removes_attenuation_bias():
 
 @pytest.mark.parametrize(
     "activation, symmetry",
-    [("silu", "none"), ("tanh", "none"), ("softplus", "none"), ("silu", "spherical"),
-     ("tanh", "axisymmetric"), ("softplus", "mirror")],
+    [
+        ("silu", "none"),
+        ("tanh", "none"),
+        ("softplus", "none"),
+        ("silu", "spherical"),
+        ("tanh", "axisymmetric"),
+        ("softplus", "mirror"),
+    ],
 )
 def test_forward_laplacian_matches_autograd(activation, symmetry):
     from deeppot_galpy.potential import PotentialConfig, PotentialNet

@@ -26,8 +26,14 @@ pytestmark = pytest.mark.filterwarnings("ignore:Using C implementation")  # galp
 
 
 # every activation without a symmetry, and each symmetry once
-NETS = [("silu", "none"), ("tanh", "none"), ("softplus", "none"), ("silu", "spherical"),
-        ("tanh", "axisymmetric"), ("softplus", "mirror")]
+NETS = [
+    ("silu", "none"),
+    ("tanh", "none"),
+    ("softplus", "none"),
+    ("silu", "spherical"),
+    ("tanh", "axisymmetric"),
+    ("softplus", "mirror"),
+]
 POINTS = [(0.7, 0.3, 0.4), (1.9, -0.8, 2.5), (0.05, 1.2, -1.0), (3.0, 0.0, 5.9)]
 
 

@@ -33,6 +33,11 @@ def test_demo_writes_a_complete_run_directory(demo_run):
     run = json.loads((demo_run / "run.json").read_text())
     assert run["seed"] == 3 and run["versions"]["torch"]
     assert run["data"]["meta"]["mock"]["name"] == "plummer"
+    # the preset's symmetry "auto" sees a round sphere: the potential is a function of r
+    assert run["symmetry"]["requested"] == "auto" and run["symmetry"]["symmetry"] == "spherical"
+    pot = DeepPotential.load(demo_run)
+    R, z = np.array([0.3, 1.2]), np.array([0.5, -0.2])
+    np.testing.assert_allclose(pot(R, z, phi=0.0), pot(np.hypot(R, z), 0.0, phi=2.0), rtol=1e-5)
 
 
 def test_demo_is_reproducible(demo_run, tmp_path):

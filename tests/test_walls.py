@@ -19,6 +19,7 @@ import deeppot_galpy
 
 PACKAGE = Path(deeppot_galpy.__file__).parent
 
+
 def modules() -> dict[str, Path]:
     """Dotted name -> file of every module of the package (a package is its __init__)."""
     out = {}

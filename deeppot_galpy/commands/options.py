@@ -24,7 +24,7 @@ from ..potential.symmetry import SYMMETRIES
 from ..resume import check_target
 from ..rundir import ModelFileError, RunDir
 
-__all__ = ["add_run_options", "bad_files_reported", "run_config"]
+__all__ = ["add_run_options", "bad_files_reported", "run_config", "symmetry_line"]
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
@@ -56,10 +56,11 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--symmetry",
-        choices=SYMMETRIES,
+        choices=(*SYMMETRIES, "auto"),
         help="the potential's symmetry about the coordinates' origin (overrides the config; "
-        "default none): axisymmetric about the z axis, e.g. a Galactic disk volume in "
-        "Galactocentric coordinates; mirror: axisymmetric and even in z; or spherical",
+        "default auto: the one the stars show, else none; deeppot_galpy.shape): axisymmetric "
+        "about the z axis, e.g. a Galactic disk volume in Galactocentric coordinates; mirror: "
+        "axisymmetric and even in z; spherical; or none",
     )
     p.add_argument("--no-figures", action="store_true", help="skip the figures")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -114,6 +115,16 @@ def run_config(
     )
     how = {"progress": not args.quiet, "resume": bool(args.resume), "overwrite": args.overwrite}
     return replace(cfg, options=replace(cfg.options, **how)), out, recorded
+
+
+def symmetry_line(out: str | Path) -> str:
+    """One line saying which symmetry a finished run's potential has, and why."""
+    chosen = RunDir(out).read_json("run").get("symmetry", {})
+    why = chosen.get("reason", "given") if chosen.get("requested") == "auto" else "given"
+    return (
+        f"potential symmetry: {chosen.get('symmetry', 'none')} ({why}; "
+        "--symmetry none|axisymmetric|mirror|spherical chooses it)"
+    )
 
 
 @contextmanager

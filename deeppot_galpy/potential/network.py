@@ -63,7 +63,8 @@ class PotentialConfig:
     """Architecture of the potential MLP. ``symmetry`` (``none``, ``axisymmetric`` about the
     z axis, ``mirror``: that and even in z, ``spherical`` about the origin) makes the network
     read only that symmetry's invariants (:mod:`.symmetry`), softened within ``softening``
-    length scales of the axis, plane or centre."""
+    length scales of the axis, plane or centre. ``auto`` (the presets') is chosen from the
+    stars before a network is built (:func:`~deeppot_galpy.shape.choose_symmetry`)."""
 
     hidden: tuple[int, ...] = (128, 128, 128)
     activation: str = "silu"
@@ -71,8 +72,10 @@ class PotentialConfig:
     softening: float = 0.1
 
     def __post_init__(self) -> None:
-        if self.symmetry not in SYMMETRIES:
-            raise ValueError(f"symmetry {self.symmetry!r} not supported; use one of {SYMMETRIES}")
+        if self.symmetry not in (*SYMMETRIES, "auto"):
+            raise ValueError(
+                f"symmetry {self.symmetry!r} not supported; use one of {(*SYMMETRIES, 'auto')}"
+            )
         if not self.softening > 0:
             raise ValueError(f"softening must be > 0 (got {self.softening})")
         if self.activation not in _ACTIVATIONS:
@@ -106,6 +109,11 @@ class PotentialNet(nn.Module):
         self.register_buffer("center", torch.as_tensor(center, dtype=torch.float32).reshape(3))
         self.register_buffer("length_scale", torch.tensor(float(length_scale)))
         self.register_buffer("phi_scale", torch.tensor(float(phi_scale)))
+        if config.symmetry == "auto":
+            raise ValueError(
+                "symmetry 'auto' is chosen from the stars (deeppot_galpy.shape.choose_symmetry, "
+                "as pipeline.fit does) before a network is built; give one of " + str(SYMMETRIES)
+            )
         act = _ACTIVATIONS[config.activation]
         layers: list[nn.Module] = []
         width = n_inputs(config.symmetry)

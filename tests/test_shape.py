@@ -1,0 +1,51 @@
+"""symmetry = "auto": the symmetry the stars show, and none where they show none."""
+
+import numpy as np
+import pytest
+
+from deeppot_galpy.mocks import get_mock
+from deeppot_galpy.phasespace import PhaseSpace
+from deeppot_galpy.shape import choose_symmetry
+
+
+@pytest.fixture(scope="module")
+def plummer():
+    return get_mock("plummer").sample(2**14, 5)
+
+
+def _chosen(x: np.ndarray, v: np.ndarray) -> str:
+    return choose_symmetry(x, v, PhaseSpace(x, v).region()).symmetry
+
+
+def _tilt(x: np.ndarray, angle: float) -> np.ndarray:
+    c, s = np.cos(angle), np.sin(angle)
+    return x @ np.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
+
+
+def test_a_round_system_is_spherical_and_a_flattened_one_mirror(plummer):
+    assert _chosen(plummer.x, plummer.v) == "spherical"
+    flat = plummer.x * [1.0, 1.0, 0.8]
+    assert _chosen(flat, plummer.v) == "mirror"
+    assert _chosen(get_mock("mn_disk").sample(2**12, 1).x, plummer.v[: 2**12]) == "mirror"
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        lambda x: x * [1.0, 0.9, 0.8],  # triaxial
+        lambda x: _tilt(x * [1.0, 1.0, 0.8], 0.3),  # flattened about a tilted axis
+        lambda x: x + [0.3, 0.0, 0.0],  # centred away from the origin
+    ],
+)
+def test_no_symmetry_where_the_stars_break_it(plummer, shape):
+    assert _chosen(shape(plummer.x), plummer.v) == "none"
+
+
+def test_a_survey_volume_is_a_disk_only_if_it_rotates():
+    rng = np.random.default_rng(2)
+    d = rng.normal(size=(2**13, 3))
+    ball = d / np.linalg.norm(d, axis=1, keepdims=True) * rng.uniform(0, 1, (2**13, 1)) ** (1 / 3)
+    x = ball + [-8.1, 0.0, 0.02]  # a heliocentric volume of radius 1 kpc
+    v = rng.normal(0.0, 30.0, x.shape)
+    assert _chosen(x, v + [0.0, 220.0, 0.0]) == "mirror"
+    assert _chosen(x, v) == "none"  # a halo-like sample: nothing says where the disk is
