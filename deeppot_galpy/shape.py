@@ -20,7 +20,7 @@ a symmetry only where the positions show it, about the coordinates' origin, and 
 * **A survey volume inside a galaxy** (the stars end at a hard edge, ``region["survey_volume"]``,
   and their centre is away from the origin, :func:`~deeppot_galpy.compare.centre_offset`
   > 0.25): its shape says nothing about the galaxy's, but a disk's stars rotate about its
-  axis. When the mean azimuthal velocity about the z axis exceeds twice its dispersion (the
+  axis. When the median azimuthal velocity about the z axis exceeds twice its dispersion (the
   Milky Way's thin and thick disk near the Sun: ~220 against 20-50 km/s), the volume is taken
   as a piece of a disk in equilibrium with the z axis its axis and z = 0 its mid-plane:
   ``"mirror"``. This is the Galactocentric frame of :mod:`deeppot_galpy.data`.
@@ -42,7 +42,7 @@ __all__ = ["CENTRE_TOLERANCE", "SHAPE_TOLERANCE", "SymmetryChoice", "choose_symm
 
 CENTRE_TOLERANCE = 0.05  # median position from the origin, in median radii
 SHAPE_TOLERANCE = 0.01  # eigenvalues of <u u^T> from round (1/3) or from each other
-_ROTATION = 2.0  # a disk's mean v_phi, in its dispersions
+_ROTATION = 2.0  # a disk's median v_phi, in its dispersions (1.4826 MAD)
 _N_SIGMA = 5.0
 
 
@@ -97,8 +97,10 @@ def choose_symmetry(x: np.ndarray, v: np.ndarray, region: dict) -> SymmetryChoic
     if region.get("survey_volume") and centre_offset(region) > 0.25:
         R = np.hypot(x[:, 0], x[:, 1])
         v_phi = (x[:, 0] * v[:, 1] - x[:, 1] * v[:, 0]) / np.maximum(R, 1e-12)
-        rotation = float(abs(v_phi.mean()) / max(v_phi.std(), 1e-12))
-        measures = {"centre_offset": centre_offset(region), "mean_vphi_over_sigma": rotation}
+        # median and MAD: a few stars with bad velocities must not hide the disk
+        spread = 1.4826 * np.median(np.abs(v_phi - np.median(v_phi)))
+        rotation = float(abs(np.median(v_phi)) / max(spread, 1e-12))
+        measures = {"centre_offset": centre_offset(region), "median_vphi_over_sigma": rotation}
         if rotation > _ROTATION:
             reason = "a survey volume of a disk rotating about the z axis"
             return SymmetryChoice("mirror", reason, measures)

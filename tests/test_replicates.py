@@ -1,11 +1,13 @@
 """Bootstrap replicates of the potential: error bars that cover the truth at the stated rate."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
 
 from deeppot_galpy.compare import coverage
-from deeppot_galpy.mocks import Plummer
+from deeppot_galpy.mocks import Plummer, get_mock
 from deeppot_galpy.potential import CBEPoints, PotentialTraining, fit_potential
 from deeppot_galpy.potential.replicates import (
     SIGMA_CALIBRATION,
@@ -94,3 +96,16 @@ def test_error_bars_refuse_too_few_replicates_and_unknown_quantities(fitted):
     bars = error_bars(reps, np.array([0.5, 1.0]), quantities=["vcirc"])
     vc = np.array([p.vcirc(np.array([0.5, 1.0]), phi=0.0) for p in reps])
     np.testing.assert_allclose(bars["vcirc"], SIGMA_CALIBRATION["force"] * vc.std(axis=0, ddof=1))
+
+
+def test_coverage_where_the_replicates_agree_exactly():
+    # e.g. a symmetric potential's force component that vanishes on its axis in every replicate
+    m = Plummer()
+    x = m.sample(256, 1).x
+    zero = {"phi": np.zeros(len(x)), "acc": np.zeros((len(x), 3)), "density": np.zeros(len(x))}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        exact = coverage(m, m, x, zero, m.units.G)
+        wrong = coverage(get_mock("nfw"), m, x, zero, m.units.G)
+    assert all(exact[k]["within_1sigma"] == 1.0 for k in ("phi", "force", "density"))
+    assert all(wrong[k]["within_2sigma"] == 0.0 for k in ("force", "density"))
