@@ -55,7 +55,17 @@ from .mocks.base import MockSystem
 from .phasespace import PhaseSpace
 from .units import Units
 
-__all__ = ["AgamaField", "AgamaDiskMock", "require_agama", "to_agama"]
+__all__ = ["AGAMA_SYMMETRY", "AgamaField", "AgamaDiskMock", "require_agama", "to_agama"]
+
+# a network's symmetry (deeppot_galpy.potential.symmetry) in Agama's words: Agama's
+# "axisymmetric" includes the reflection z -> -z (its ST_TRIAXIAL | ST_ZROTATION), so it is our
+# "mirror"; our axisymmetry alone has no Agama name and is expanded without one
+AGAMA_SYMMETRY = {
+    "none": "none",
+    "axisymmetric": "none",
+    "mirror": "axisymmetric",
+    "spherical": "spherical",
+}
 
 _INSTALL = (
     "this needs the optional 'agama' package, which has no wheel on PyPI: `pip install agama` "
@@ -174,7 +184,7 @@ def to_agama(
     lmax: int = 8,
     kind: str = "Multipole",
     mmax: int | None = None,
-    symmetry: str = "none",
+    symmetry: str | None = None,
     grid_size_R: int = 40,
     grid_size_z: int = 40,
     units: Units | None = None,
@@ -192,7 +202,9 @@ def to_agama(
     to r_max) or ``"CylSpline"`` (``mmax`` = ``lmax`` by default, 0 for axisymmetry; R up to
     r_max, |z| up to the box's height above the centre). ``symmetry`` is Agama's (``none``,
     ``reflection``, ``triaxial``, ``axisymmetric``, ``spherical``) about the galaxy's centre,
-    the origin: it needs a region centred within a quarter of ``r_max`` of it. The report
+    the origin: it needs a region centred within a quarter of ``r_max`` of it. None (the
+    default) takes a network's own (:data:`AGAMA_SYMMETRY`) where its region is so centred,
+    else ``none``. The report
     holds the export's per-point error summary against the source at ``check_points`` inside
     the region (default: ``n_check`` from :func:`~deeppot_galpy.compare.check_points`, whose
     weighting it states), the force error by radius, the settings and the build time.
@@ -204,6 +216,10 @@ def to_agama(
     if kind not in ("Multipole", "CylSpline"):
         raise ValueError(f"kind must be 'Multipole' or 'CylSpline', not {kind!r}")
     _check_agama_units(units)
+    if symmetry is None:
+        net = getattr(source, "network", source)
+        own = getattr(getattr(net, "config", None), "symmetry", "none")
+        symmetry = AGAMA_SYMMETRY[own] if centre_offset(region) <= 0.25 else "none"
     c = np.asarray(region.get("center", np.zeros(3)), dtype=float)
     r_min, r_max = float(region["r_min"]), float(region["r_max"])
     if symmetry != "none":

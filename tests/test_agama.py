@@ -199,6 +199,19 @@ def test_symmetry_of_an_off_centre_region_is_refused(agama):
 
 
 @pytest.mark.agama
+@pytest.mark.parametrize("own, expected", [("spherical", "spherical"), ("mirror", "axisymmetric")])
+def test_export_takes_the_networks_symmetry(agama, random_net, own, expected):
+    from deeppot_galpy.agama import to_agama
+
+    net = random_net(symmetry=own)
+    region = Plummer().sample(4096, 1).region()
+    _, report = to_agama(net, region, lmax=8, seed=3)
+    assert report["symmetry"] == expected
+    away = region | {"center": [3.0 * region["r_max"], 0.0, 0.0]}  # a volume off the centre
+    assert to_agama(net, away, lmax=8, seed=3)[1]["symmetry"] == "none"
+
+
+@pytest.mark.agama
 def test_exports_refuse_other_agama_units(agama):
     """Agama's units are global: an N-body export evaluated after a switch to kpc, km/s would
     read garbage, so it refuses, and works again once the units are back."""
