@@ -17,13 +17,14 @@ a symmetry only where the positions show it, about the coordinates' origin, and 
   ``"spherical"``. Otherwise, round about the z axis (:math:`T_{xx} = T_{yy}` and no
   off-diagonal terms): ``"mirror"`` when as many stars lie above the plane z = 0 as below
   (within 5 sigma), else ``"axisymmetric"``.
-* **A survey volume inside a galaxy** (the stars end at a hard edge, ``region["survey_volume"]``,
-  and their centre is away from the origin, :func:`~deeppot_galpy.compare.centre_offset`
-  > 0.25): its shape says nothing about the galaxy's, but a disk's stars rotate about its
-  axis. When the median azimuthal velocity about the z axis exceeds twice its dispersion (the
-  Milky Way's thin and thick disk near the Sun: ~220 against 20-50 km/s), the volume is taken
-  as a piece of a disk in equilibrium with the z axis its axis and z = 0 its mid-plane:
-  ``"mirror"``. This is the Galactocentric frame of :mod:`deeppot_galpy.data`.
+* **A survey volume inside a galaxy** (the stars' centre away from the origin,
+  :func:`~deeppot_galpy.compare.centre_offset` > 0.25): its shape says nothing about the
+  galaxy's, but a disk's stars rotate about its axis. When the median azimuthal velocity about
+  the z axis exceeds twice its dispersion (the Milky Way's thin and thick disk near the Sun:
+  ~220 against 20-50 km/s) and the stars fill a volume (their median distance from its centre
+  above 0.3 of its edge's, which a satellite concentrated to its own centre is not), the
+  volume is taken as a piece of a disk in equilibrium with the z axis its axis and z = 0 its
+  mid-plane: ``"mirror"``. This is the Galactocentric frame of :mod:`deeppot_galpy.data`.
 
 Anything else (a system off the origin, a triaxial or tilted one, a volume without a
 rotating disk) gets ``"none"``. The choice and the numbers behind it are recorded in
@@ -43,6 +44,7 @@ __all__ = ["CENTRE_TOLERANCE", "SHAPE_TOLERANCE", "SymmetryChoice", "choose_symm
 CENTRE_TOLERANCE = 0.05  # median position from the origin, in median radii
 SHAPE_TOLERANCE = 0.01  # eigenvalues of <u u^T> from round (1/3) or from each other
 _ROTATION = 2.0  # a disk's median v_phi, in its dispersions (1.4826 MAD)
+_FILLED = 0.3  # a volume's median distance from its centre, in r_max (a uniform ball: 0.8)
 _N_SIGMA = 5.0
 
 
@@ -94,17 +96,25 @@ def choose_symmetry(x: np.ndarray, v: np.ndarray, region: dict) -> SymmetryChoic
     """The symmetry ``"auto"`` gives stars at ``x`` with velocities ``v`` (N, 3) filling
     ``region`` (:meth:`~deeppot_galpy.phasespace.PhaseSpace.region`); see the module's rules."""
     center = np.asarray(region["center"], float)
-    if region.get("survey_volume") and centre_offset(region) > 0.25:
+    r_med = float(np.median(np.linalg.norm(x - center, axis=1)))
+    if centre_offset(region) > 0.25:
         R = np.hypot(x[:, 0], x[:, 1])
         v_phi = (x[:, 0] * v[:, 1] - x[:, 1] * v[:, 0]) / np.maximum(R, 1e-12)
         # median and MAD: a few stars with bad velocities must not hide the disk
         spread = 1.4826 * np.median(np.abs(v_phi - np.median(v_phi)))
-        rotation = float(abs(np.median(v_phi)) / max(spread, 1e-12))
-        measures = {"centre_offset": centre_offset(region), "median_vphi_over_sigma": rotation}
-        if rotation > _ROTATION:
-            reason = "a survey volume of a disk rotating about the z axis"
-            return SymmetryChoice("mirror", reason, measures)
-        return SymmetryChoice("none", "a survey volume without a rotating disk", measures)
+        measures = {
+            "centre_offset": centre_offset(region),
+            "median_vphi_over_sigma": float(abs(np.median(v_phi)) / max(spread, 1e-12)),
+            "median_over_edge_distance": r_med / float(region["r_max"]),
+        }
+        if measures["median_vphi_over_sigma"] > _ROTATION and (
+            measures["median_over_edge_distance"] > _FILLED
+        ):
+            return SymmetryChoice(
+                "mirror", "a volume of a disk rotating about the z axis", measures
+            )
+        reason = "away from the origin, and not a volume of a disk rotating about the z axis"
+        return SymmetryChoice("none", reason, measures)
     r_med = float(np.median(np.linalg.norm(x - center, axis=1)))
     mad = np.median(np.abs(x - center), axis=0)
     noise = float(np.linalg.norm(1.2533 * 1.4826 * mad / np.sqrt(len(x))))

@@ -41,11 +41,19 @@ def test_no_symmetry_where_the_stars_break_it(plummer, shape):
     assert _chosen(shape(plummer.x), plummer.v) == "none"
 
 
-def test_a_survey_volume_is_a_disk_only_if_it_rotates():
+def test_a_survey_volume_is_a_disk_only_if_it_rotates(plummer):
     rng = np.random.default_rng(2)
     d = rng.normal(size=(2**13, 3))
-    ball = d / np.linalg.norm(d, axis=1, keepdims=True) * rng.uniform(0, 1, (2**13, 1)) ** (1 / 3)
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    ball = d * rng.uniform(0, 1, (2**13, 1)) ** (1 / 3)
     x = ball + [-8.1, 0.0, 0.02]  # a heliocentric volume of radius 1 kpc
     v = rng.normal(0.0, 30.0, x.shape)
     assert _chosen(x, v + [0.0, 220.0, 0.0]) == "mirror"
     assert _chosen(x, v) == "none"  # a halo-like sample: nothing says where the disk is
+    # no hard edge: as many stars per kpc of distance out to 2 kpc (a magnitude limit thins
+    # them as 1/d^2), still a disk volume
+    soft = d * rng.uniform(0, 2, (2**13, 1)) + [-8.1, 0.0, 0.02]
+    assert _chosen(soft, v + [0.0, 220.0, 0.0]) == "mirror"
+    # a satellite on a tangential orbit: cold and moving, but concentrated to its own centre
+    satellite = plummer.x * 0.5 + [50.0, 0.0, 0.0]
+    assert _chosen(satellite, 20.0 * plummer.v + [0.0, 250.0, 0.0]) == "none"
