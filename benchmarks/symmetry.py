@@ -11,6 +11,8 @@ read by :func:`~deeppot_galpy.data.catalog_to_phasespace`, and each fit is also 
 ``benchmarks/local_disk.py`` scores ``deeppot fit`` (forces, K_z, rho_0, v_c at the Sun).
 On ``hernquist_beta`` (An, Naik et al. 2021's beta = 1/2 sphere) their metric is reported too
 (``an2021_radial_force_err``: median |a_r / a_r,true - 1| at 50 points along an axis, 0.4a-20a).
+``--augment`` trains the flows with the first variant's symmetry augmentation
+(:mod:`deeppot_galpy.df.augment`; use a new ``--out``: the flows are cached there).
 Every variant's fit is saved as a run directory (potential only) under ``--out``, and its
 export to galpy (``interp_rz``/``interp_spherical``/expansions) is timed and checked against
 the network.
@@ -33,9 +35,10 @@ import numpy as np
 from local_disk import CATALOGS, field_scores
 
 from deeppot_galpy.cbe_points import draw_cbe_points, gradient_sources, jeans_moments
-from deeppot_galpy.compare import as_field, in_region, potential_metrics
+from deeppot_galpy.compare import as_field, centre_offset, in_region, potential_metrics
 from deeppot_galpy.config import PRESETS
 from deeppot_galpy.df import FlowEnsemble
+from deeppot_galpy.df.augment import symmetry_augmentation
 from deeppot_galpy.export import export_galpy
 from deeppot_galpy.galpy_potential import DeepPotential
 from deeppot_galpy.local import local_quantities
@@ -118,6 +121,11 @@ def main() -> None:
     p.add_argument("--n-eval", type=int, default=2**14)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/symmetry")
+    p.add_argument(
+        "--augment",
+        action="store_true",
+        help="train the flows with the first variant's symmetry augmentation (df.augment)",
+    )
     args = p.parse_args()
     config = PRESETS[args.preset]
     mock = get_mock(args.mock)
@@ -133,7 +141,12 @@ def main() -> None:
         ens, _ = cache.load_flows()
     else:
         ens = FlowEnsemble(stars.summary.standardization(), config.n_flows, config.flow)
-        ens.fit(stars.eta, config.flow_training, stream_seed(args.seed, "flows"), False)
+        augment = None
+        if args.augment:  # the symmetry of the first variant
+            centred = centre_offset(region) <= 0.25
+            augment = symmetry_augmentation(args.variants.split(",")[0].split("+")[0], centred)
+        seed = stream_seed(args.seed, "flows")
+        ens.fit(stars.eta, config.flow_training, seed, False, augment=augment)
         cache.save_flows(ens)
     points, _ = draw_cbe_points(
         gradient_sources(ens, config), config.n_points, region, stream_seed(args.seed, "points")

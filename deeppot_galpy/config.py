@@ -14,7 +14,8 @@ A config file starts from a preset and overrides any setting; CLI flags override
     [flow]                     # FlowConfig: steps, bins, hidden, bound,
                                #   model (joint | factorised: n(x) p(v|x))
     [flow_training]            # FlowTraining: epochs, batch_size, lr, weight_decay, val_fraction,
-                               #   patience, time_budget_s (0: none), bootstrap
+                               #   patience, time_budget_s (0: none), bootstrap,
+                               #   augment (random moves by the potential's symmetry)
     [potential]                # PotentialTraining: steps, batch_size, lr, lam, time_budget_s,
                                #   loss (lnf | f | crossfit: the flow members in two groups),
                                #   jeans_weight, jeans_functions, jeans_neighbours, jeans_batch,

@@ -47,9 +47,11 @@ import torch
 from . import distributed
 from .cbe_points import draw_cbe_points, gradient_sources, jeans_moments, replicate_inputs
 from .checkpoint import Checkpoint
+from .compare import centre_offset
 from .config import PRESETS, FitConfig, FitOptions
 from .device import resolve_device
 from .df import FlowEnsemble
+from .df.augment import Augmentation, symmetry_augmentation
 from .mocks import MockSystem, get_mock
 from .phasespace import PhaseSpace
 from .potential import fit_potential
@@ -166,6 +168,7 @@ def _fit(
             checkpoints=lambda m: Checkpoint(
                 ckpt_dir, f"flows.member{m}", policy.flow_epochs, policy.seconds
             ),
+            augment=_augmentation(config, region),
         )
         histories = distributed.share_members(ens.members, own)
         if job.is_main:
@@ -236,6 +239,14 @@ def _resolve_symmetry(config: FitConfig, stars: PhaseSpace, region: dict) -> tup
     choice = choose_symmetry(stars.x, stars.v, region).to_dict()
     potential = replace(config.potential, config=replace(net, symmetry=choice["symmetry"]))
     return replace(config, potential=potential), {"requested": "auto"} | choice
+
+
+def _augmentation(config: FitConfig, region: dict) -> Augmentation | None:
+    """The flows' symmetry augmentation (:mod:`deeppot_galpy.df.augment`), if asked for."""
+    if not config.flow_training.augment:
+        return None
+    centred = centre_offset(region) <= 0.25
+    return symmetry_augmentation(config.potential.config.symmetry, centred)
 
 
 def run_demo(

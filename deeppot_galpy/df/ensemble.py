@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from ..checkpoint import Checkpoint, restore_training_state, training_state
 from ..device import map_batches
 from ..phasespace import PhaseSpace, Standardization, split_rows
+from .augment import Augmentation
 from .factorised import FactorisedFlow
 from .flows import FlowConfig, PhaseSpaceFlow
 
@@ -50,6 +51,8 @@ class FlowTraining:
     patience: int = 10  # epochs without a better validation loss before stopping
     time_budget_s: float | None = None  # per member; None = no limit
     bootstrap: bool = False  # each member sees a bootstrap resample of the training stars
+    # each batch moved by a random element of the potential's symmetry group (df.augment)
+    augment: bool = False
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.patience < 1:
@@ -110,12 +113,14 @@ def train_flow(
     progress: bool = True,
     desc: str = "flow",
     checkpoint: Checkpoint | None = None,
+    augment: Augmentation | None = None,
 ) -> dict:
     """Fit one flow to ``train`` (N, 6) by maximum likelihood; returns its training history.
 
     The returned flow holds the weights of the epoch with the best validation log-likelihood.
     With a ``checkpoint``, training starts from its saved state (a finished flow is just
     loaded), saves its state when :meth:`Checkpoint.due` says so, and marks it done at the end.
+    ``augment`` moves each batch by a random symmetry (:mod:`.augment`).
     """
     gen = torch.Generator(device="cpu").manual_seed(seed)
     opt = torch.optim.Adam(flow.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -162,6 +167,8 @@ def train_flow(
             for group in opt.param_groups:
                 group["lr"] = cfg.lr * 0.5 * (1.0 + math.cos(math.pi * frac))
             batch = train[perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]]
+            if augment is not None:
+                batch = augment(batch, gen)
             loss = -flow.log_prob(batch).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -257,6 +264,7 @@ class FlowEnsemble(nn.Module):
         on_member_done: Callable[[int, dict], None] | None = None,
         rows: np.ndarray | None = None,
         checkpoints: Callable[[int], Checkpoint] | None = None,
+        augment: Augmentation | None = None,
     ) -> list[dict]:
         """Train the members (all, or those listed) on ``data``; one history per member.
 
@@ -267,7 +275,7 @@ class FlowEnsemble(nn.Module):
         those rows of it. A memory-mapped array is read batch by batch (:class:`StarBatches`);
         other data are copied to the device once. ``checkpoints(k)`` is member k's
         :class:`~deeppot_galpy.checkpoint.Checkpoint`: training resumes from it, and a member
-        it records as finished is loaded, not retrained.
+        it records as finished is loaded, not retrained. ``augment``: see :func:`train_flow`.
         """
         eta = data.eta if isinstance(data, PhaseSpace) else data
         rows = np.arange(len(eta)) if rows is None else np.asarray(rows)
@@ -294,6 +302,7 @@ class FlowEnsemble(nn.Module):
                 progress,
                 f"flow {k + 1}/{self.k}",
                 checkpoints(k) if checkpoints is not None else None,
+                augment,
             )
             histories.append(hist)
             if on_member_done is not None:
