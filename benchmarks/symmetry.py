@@ -4,7 +4,8 @@ One mock, one sample of stars, one flow ensemble (saved in OUT/flows and reused 
 call with the same OUT) and one set of CBE points and Jeans moments at the chosen preset; then
 the potential stage once per ``--variants`` entry: a symmetry
 (:mod:`deeppot_galpy.potential.symmetry`), optionally with ``[potential]`` settings after
-``+`` (``spherical+jeans_weight=100``), each scored on held-out true stars
+``+`` (``spherical+jeans_weight=100``) or ``[potential.network]`` settings
+(``mirror+softening=0.03``), each scored on held-out true stars
 (:func:`~deeppot_galpy.compare.potential_metrics`). The ``local_disk`` mock goes the way a
 user's catalog does: its Gaia-archive table (ICRS; ``--errors dr3`` adds DR3-like errors) is
 read by :func:`~deeppot_galpy.data.catalog_to_phasespace`, and each fit is also scored as
@@ -69,6 +70,8 @@ def scores(net, mock, stars: Stars, region: dict, x_eval: np.ndarray) -> dict:
     pot = DeepPotential(net, stars.units, region)
     if hasattr(mock, "radial_force_error"):  # An, Naik et al.'s metric on their system
         out["an2021_radial_force_err"] = mock.radial_force_error(as_field(net, G))
+    if mock.name == "mn_disk":  # the issue's disk criteria, where rho > 0.1 rho_max
+        out["disk"] = disk_scores(net, mock, x_eval, G)
     if mock.name == "local_disk":
         out["field"] = field_scores(net, mock, x_eval[in_region(x_eval, mock.region)])
         fit = local_quantities(pot, baryons="MWPotential2014")
@@ -87,6 +90,20 @@ def scores(net, mock, stars: Stars, region: dict, x_eval: np.ndarray) -> dict:
     except ValueError as exc:
         out["export"] = {"refused": str(exc)}
     return out
+
+
+def disk_scores(net, mock, x: np.ndarray, G: float) -> dict:
+    """Median density and K_z (vertical force) errors where rho > 0.1 rho_max."""
+    field = as_field(net, G)
+    dense = mock.density(x) > 0.1 * mock.density(np.zeros((1, 3)))[0]
+    x = x[dense]
+    kz = field.acceleration(x)[:, 2] / mock.acceleration(x)[:, 2] - 1
+    rho = field.density(x) / mock.density(x) - 1
+    return {
+        "n": int(dense.sum()),
+        "Kz_err_median": float(np.median(np.abs(kz))),
+        "density_err_median": float(np.median(np.abs(rho))),
+    }
 
 
 def markdown(results: dict) -> str:
@@ -158,9 +175,13 @@ def main() -> None:
     for variant in args.variants.split(","):
         symmetry, *settings = variant.split("+")
         net_cfg = replace(config.potential.config, symmetry=symmetry)
-        cfg = replace(config.potential, config=net_cfg)
+        cfg = config.potential
         for key, value in (kv.split("=") for kv in settings):
-            cfg = replace(cfg, **{key: type(getattr(cfg, key))(value)})
+            if hasattr(net_cfg, key):  # a [potential.network] setting, e.g. softening
+                net_cfg = replace(net_cfg, **{key: type(getattr(net_cfg, key))(value)})
+            else:
+                cfg = replace(cfg, **{key: type(getattr(cfg, key))(value)})
+        cfg = replace(cfg, config=net_cfg)
         t0 = time.perf_counter()
         net, history = fit_potential(
             points, cfg, stream_seed(args.seed, "potential"), "cpu", False, jeans=jeans
