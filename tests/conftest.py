@@ -163,6 +163,18 @@ def miyamoto_nagai_fit() -> FittedNet:
     return FittedNet(net, Units.nbody(), region_of(x), accuracy, truth)
 
 
+# network architectures the derivative checks run on: every activation without a symmetry,
+# and each symmetry once
+NETS = [
+    ("silu", "none"),
+    ("tanh", "none"),
+    ("softplus", "none"),
+    ("silu", "spherical"),
+    ("tanh", "axisymmetric"),
+    ("softplus", "mirror"),
+]
+
+
 @pytest.fixture
 def random_net():
     """A random-init PotentialNet off the origin: derivative checks must hold for ANY weights."""

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from conftest import NETS
 
 from deeppot_galpy.compare import potential_metrics
 from deeppot_galpy.mocks import Plummer
@@ -97,17 +98,7 @@ def test_unbiased_loss_removes_attenuation_bias():
     assert abs(bias_cross) < 0.5 * abs(bias_plain)
 
 
-@pytest.mark.parametrize(
-    "activation, symmetry",
-    [
-        ("silu", "none"),
-        ("tanh", "none"),
-        ("softplus", "none"),
-        ("silu", "spherical"),
-        ("tanh", "axisymmetric"),
-        ("softplus", "mirror"),
-    ],
-)
+@pytest.mark.parametrize("activation, symmetry", NETS)
 def test_forward_laplacian_matches_autograd(activation, symmetry):
     from deeppot_galpy.potential import PotentialConfig, PotentialNet
 

@@ -9,6 +9,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from conftest import NETS
 from galpy.orbit import Orbit
 from galpy.potential import (
     MiyamotoNagaiPotential,
@@ -25,15 +26,6 @@ from deeppot_galpy.galpy_potential import DeepPotential, NumpyPotentialMLP, Outs
 pytestmark = pytest.mark.filterwarnings("ignore:Using C implementation")  # galpy's note
 
 
-# every activation without a symmetry, and each symmetry once
-NETS = [
-    ("silu", "none"),
-    ("tanh", "none"),
-    ("softplus", "none"),
-    ("silu", "spherical"),
-    ("tanh", "axisymmetric"),
-    ("softplus", "mirror"),
-]
 POINTS = [(0.7, 0.3, 0.4), (1.9, -0.8, 2.5), (0.05, 1.2, -1.0), (3.0, 0.0, 5.9)]
 
 
