@@ -61,6 +61,16 @@ min_stars = 10
     assert cfg.fit.flow_training.batch_size == PRESETS["test"].flow_training.batch_size
 
 
+def test_the_presets_choose_the_symmetry_from_the_stars():
+    from deeppot_galpy.potential import PotentialNet
+
+    assert {p.potential.config.symmetry for p in PRESETS.values()} == {"auto"}
+    assert parse_config({}).fit.potential.config.symmetry == "auto"
+    assert PotentialConfig().symmetry == "none"  # the API's network, built directly
+    with pytest.raises(ValueError, match="chosen from the stars"):
+        PotentialNet(torch.zeros(3), 1.0, 1.0, PotentialConfig(symmetry="auto"))
+
+
 def test_flags_override_the_file_and_are_recorded():
     raw = {"preset": "paper", "seed": 1, "flow_training": {"epochs": 7}}
     raw |= {"potential": {"network": {"activation": "tanh"}}}
