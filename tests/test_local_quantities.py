@@ -105,7 +105,7 @@ def test_error_is_the_calibrated_replicates_spread():
         k_force * np.std(np.sqrt(amps) * VO / (2 * R0), ddof=1), rel=1e-8
     )
     off_plane = np.abs(q.z.value) > 1e-9  # K_z(0) = 0 for every replicate
-    spread = (q.sigma["Kz"] / np.abs(q.Kz)).to_value("")[off_plane]
+    spread = (q.sigma["Kz"][off_plane] / np.abs(q.Kz[off_plane])).to_value("")
     np.testing.assert_allclose(spread, k_force * np.std(amps, ddof=1), rtol=1e-8)
     table = q.table()
     assert "1 sigma" in table and "Oort A" in table and "km/s/kpc" in table
