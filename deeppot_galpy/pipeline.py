@@ -11,6 +11,8 @@ another mock) and scores the result against the truth. What shapes the result is
 it is run, a :class:`~deeppot_galpy.config.FitOptions`. Every run records config, seed,
 versions and metrics.
 
+Before the stages, a config's ``symmetry = "auto"`` (the presets') becomes the symmetry the stars
+show (:func:`~deeppot_galpy.shape.choose_symmetry`), recorded in ``run.json`` with its reasons.
 The stages live where their science is: the flows in :mod:`deeppot_galpy.df`, the points and
 moments that carry them to the potential in :mod:`deeppot_galpy.cbe_points`, the potential in
 :mod:`deeppot_galpy.potential`, scoring against a mock's truth in :mod:`deeppot_galpy.scoring`.
