@@ -36,7 +36,7 @@ import numpy as np
 from local_disk import CATALOGS, field_scores
 
 from deeppot_galpy.cbe_points import draw_cbe_points, gradient_sources, jeans_moments
-from deeppot_galpy.compare import as_field, centre_offset, in_region, potential_metrics
+from deeppot_galpy.compare import as_field, in_region, is_centred, potential_metrics
 from deeppot_galpy.config import PRESETS
 from deeppot_galpy.df import FlowEnsemble
 from deeppot_galpy.df.augment import symmetry_augmentation
@@ -160,8 +160,8 @@ def main() -> None:
         ens = FlowEnsemble(stars.summary.standardization(), config.n_flows, config.flow)
         augment = None
         if args.augment:  # the symmetry of the first variant
-            centred = centre_offset(region) <= 0.25
-            augment = symmetry_augmentation(args.variants.split(",")[0].split("+")[0], centred)
+            first = args.variants.split(",")[0].split("+")[0]
+            augment = symmetry_augmentation(first, is_centred(region))
         seed = stream_seed(args.seed, "flows")
         ens.fit(stars.eta, config.flow_training, seed, False, augment=augment)
         cache.save_flows(ens)

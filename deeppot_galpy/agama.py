@@ -44,9 +44,9 @@ from .compare import (
     CHECK_POINTS,
     as_field,
     by_radius,
-    centre_offset,
     field_errors,
     in_region,
+    is_centred,
     summarize,
 )
 from .compare import check_points as sample_check_points
@@ -219,11 +219,11 @@ def to_agama(
     if symmetry is None:
         net = getattr(source, "network", source)
         own = getattr(getattr(net, "config", None), "symmetry", "none")
-        symmetry = AGAMA_SYMMETRY[own] if centre_offset(region) <= 0.25 else "none"
+        symmetry = AGAMA_SYMMETRY[own] if is_centred(region) else "none"
     c = np.asarray(region.get("center", np.zeros(3)), dtype=float)
     r_min, r_max = float(region["r_min"]), float(region["r_max"])
     if symmetry != "none":
-        if centre_offset(region) > 0.25:
+        if not is_centred(region):
             raise ValueError(
                 f"symmetry={symmetry!r} is the galaxy's, about its centre (the origin), but the "
                 f"data are centred {np.linalg.norm(c):.3g} away from it, beyond a quarter of "

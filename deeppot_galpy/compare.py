@@ -57,7 +57,9 @@ __all__ = [
     "CallableField",
     "as_field",
     "in_region",
+    "CENTRED_WITHIN",
     "centre_offset",
+    "is_centred",
     "check_points",
     "relative_error",
     "field_errors",
@@ -106,6 +108,16 @@ def in_region(x: np.ndarray, region: dict | None) -> np.ndarray:
 def centre_offset(region: dict) -> float:
     """Distance of the region's centre from the origin (the galaxy's centre), in r_max."""
     return float(np.linalg.norm(np.asarray(region["center"], float)) / region["r_max"])
+
+
+CENTRED_WITHIN = 0.25  # a region centred closer than this (in r_max) covers the galaxy's centre
+
+
+def is_centred(region: dict) -> bool:
+    """Whether the data are a whole system about the origin, not a volume away from it: what
+    decides expansions and symmetries about the galaxy's centre (exports, Agama, orbits, the
+    symmetry ``auto`` and the flows' augmentation)."""
+    return centre_offset(region) <= CENTRED_WITHIN
 
 
 def check_points(region: dict, n: int, seed: int = 0) -> np.ndarray:

@@ -70,8 +70,8 @@ from scipy.special import gammaln, lpmv, roots_legendre
 from .compare import (
     CHECK_POINTS,
     by_radius,
-    centre_offset,
     check_points,
+    is_centred,
     relative_error,
     summarize,
 )
@@ -418,7 +418,7 @@ def export_galpy(
     if reg is None:
         raise ValueError("the potential has no data region; cannot choose an export grid")
     symmetry = pot.network.config.symmetry
-    centred = centre_offset(reg) <= 0.25
+    centred = is_centred(reg)
     if method != "auto":
         names = [method]
     elif symmetry == "spherical" and centred:

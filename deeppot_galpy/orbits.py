@@ -354,10 +354,10 @@ def orbit_study(
             f"the reference mock {mock.name!r} is in {mock.units}, the model in "
             f"{pot.model_units}: they do not share natural units"
         )
-    from .compare import centre_offset
+    from .compare import is_centred
 
     reg = pot.natural_region()
-    off_centre = mock is None and centre_offset(reg) > 0.25  # as the exports decide
+    off_centre = mock is None and not is_centred(reg)  # as the exports decide
     x0, v0 = initial_conditions(
         pot, n_orbits, seed, _start_radii(pot, mock), mock, reg["center"] if off_centre else None
     )

@@ -49,7 +49,7 @@ import torch
 from . import distributed
 from .cbe_points import draw_cbe_points, gradient_sources, jeans_moments, replicate_inputs
 from .checkpoint import Checkpoint
-from .compare import centre_offset
+from .compare import is_centred
 from .config import PRESETS, FitConfig, FitOptions
 from .device import resolve_device
 from .df import FlowEnsemble
@@ -247,8 +247,7 @@ def _augmentation(config: FitConfig, region: dict) -> Augmentation | None:
     """The flows' symmetry augmentation (:mod:`deeppot_galpy.df.augment`), if asked for."""
     if not config.flow_training.augment:
         return None
-    centred = centre_offset(region) <= 0.25
-    return symmetry_augmentation(config.potential.config.symmetry, centred)
+    return symmetry_augmentation(config.potential.config.symmetry, is_centred(region))
 
 
 def run_demo(

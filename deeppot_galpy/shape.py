@@ -18,7 +18,7 @@ a symmetry only where the positions show it, about the coordinates' origin, and 
   off-diagonal terms): ``"mirror"`` when as many stars lie above the plane z = 0 as below
   (within 5 sigma), else ``"axisymmetric"``.
 * **A survey volume inside a galaxy** (the stars' centre away from the origin,
-  :func:`~deeppot_galpy.compare.centre_offset` > 0.25): its shape says nothing about the
+  :func:`~deeppot_galpy.compare.is_centred` false): its shape says nothing about the
   galaxy's, but a disk's stars rotate about its axis. When the median azimuthal velocity about
   the z axis exceeds twice its dispersion (the Milky Way's thin and thick disk near the Sun:
   ~220 against 20-50 km/s) and the stars fill a volume (their median distance from its centre
@@ -37,12 +37,12 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .compare import centre_offset
+from .compare import centre_offset, is_centred
 
 __all__ = ["CENTRE_TOLERANCE", "SHAPE_TOLERANCE", "SymmetryChoice", "choose_symmetry"]
 
 CENTRE_TOLERANCE = 0.05  # median position from the origin, in median radii
-SHAPE_TOLERANCE = 0.01  # eigenvalues of <u u^T> from round (1/3) or from each other
+SHAPE_TOLERANCE = 0.01  # entries of <u u^T> from round (I/3) or round about z
 _ROTATION = 2.0  # a disk's median v_phi, in its dispersions (1.4826 MAD)
 _FILLED = 0.3  # a volume's median distance from its centre, in r_max (a uniform ball: 0.8)
 _N_SIGMA = 5.0
@@ -97,7 +97,7 @@ def choose_symmetry(x: np.ndarray, v: np.ndarray, region: dict) -> SymmetryChoic
     ``region`` (:meth:`~deeppot_galpy.phasespace.PhaseSpace.region`); see the module's rules."""
     center = np.asarray(region["center"], float)
     r_med = float(np.median(np.linalg.norm(x - center, axis=1)))
-    if centre_offset(region) > 0.25:
+    if not is_centred(region):
         R = np.hypot(x[:, 0], x[:, 1])
         v_phi = (x[:, 0] * v[:, 1] - x[:, 1] * v[:, 0]) / np.maximum(R, 1e-12)
         # median and MAD: a few stars with bad velocities must not hide the disk

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import RunConfig, parse_config, read_toml
-from ..potential.symmetry import SYMMETRIES
+from ..potential.symmetry import SYMMETRY_CHOICES
 from ..resume import check_target
 from ..rundir import ModelFileError, RunDir
 
@@ -56,7 +56,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--symmetry",
-        choices=(*SYMMETRIES, "auto"),
+        choices=SYMMETRY_CHOICES,
         help="the potential's symmetry about the coordinates' origin (overrides the config; "
         "default auto: the one the stars show, else none; deeppot_galpy.shape): axisymmetric "
         "about the z axis, e.g. a Galactic disk volume in Galactocentric coordinates; mirror: "

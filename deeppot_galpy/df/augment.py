@@ -10,7 +10,7 @@ orientation in turn, as if the sample were that many times larger.
 
 Only the transformations that map the data's volume onto itself are used: rotations about the
 origin for a whole system centred on it; for a volume away from the origin (a survey volume
-around the Sun, :func:`~deeppot_galpy.compare.centre_offset` > 0.25) only the reflection
+around the Sun, :func:`~deeppot_galpy.compare.is_centred` false) only the reflection
 z -> -z of ``mirror``, which maps a heliocentric volume onto itself up to the Sun's height
 above the plane (20.8 pc in astropy's frame), inside the rim the potential fit leaves out.
 """

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .symmetry import SYMMETRIES, invariant_inputs, n_inputs
+from .symmetry import SYMMETRIES, SYMMETRY_CHOICES, invariant_inputs, n_inputs
 
 __all__ = ["PotentialConfig", "PotentialNet"]
 
@@ -72,9 +72,9 @@ class PotentialConfig:
     softening: float = 0.1
 
     def __post_init__(self) -> None:
-        if self.symmetry not in (*SYMMETRIES, "auto"):
+        if self.symmetry not in SYMMETRY_CHOICES:
             raise ValueError(
-                f"symmetry {self.symmetry!r} not supported; use one of {(*SYMMETRIES, 'auto')}"
+                f"symmetry {self.symmetry!r} not supported; use one of {SYMMETRY_CHOICES}"
             )
         if not self.softening > 0:
             raise ValueError(f"softening must be > 0 (got {self.softening})")

@@ -31,9 +31,11 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["SYMMETRIES", "invariant_inputs", "n_inputs"]
+__all__ = ["SYMMETRIES", "SYMMETRY_CHOICES", "invariant_inputs", "n_inputs"]
 
 SYMMETRIES = ("none", "axisymmetric", "mirror", "spherical")
+# what a config may say: a symmetry, or "auto", chosen from the stars (deeppot_galpy.shape)
+SYMMETRY_CHOICES = (*SYMMETRIES, "auto")
 
 
 # each input: ("norm", axes) a softened norm over those axes, or ("axis", i) u_i itself
