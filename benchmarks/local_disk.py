@@ -4,7 +4,10 @@
 The mock (:class:`deeppot_galpy.mocks.LocalDisk`: thin + thick quasi-isothermal disk stars
 within 1.5 kpc of the Sun in MWPotential2014) is written as Gaia-archive tables (ICRS
 observables), noiseless and with DR3-like errors (parallax 0.03 mas, proper motions 0.03
-mas/yr, RV 1.5 km/s; the default cuts then drop nothing), each fitted by the public CLI
+mas/yr, RV 1.5 km/s; the default cuts then drop nothing), or magnitude-limited (``maglim``:
+noiseless, G <= 12.5 with a Gaussian luminosity function, so the catalog holds 95% of the stars
+at 0.5 kpc and half at 1.5 kpc; fitted with ``--magnitude-limit 12.5``, and as
+``maglim_undeclared`` without it), each fitted by the public CLI
 ``deeppot fit CATALOG --preset P``; ``deeppot local RUN`` then writes the local figures and
 table. Scores, on ``--n-eval`` fresh stars within the mock's scoring region (1 kpc of the Sun):
 
@@ -19,6 +22,7 @@ Prints one JSON record per catalog and a Markdown table; writes OUT/results.json
 
     python benchmarks/local_disk.py --out runs/local_disk                 # 2^17 stars, default
     python benchmarks/local_disk.py --size test --out runs/local_smoke    # a smoke run (~minutes)
+    python benchmarks/local_disk.py --catalogs maglim,maglim_undeclared   # the completeness
 """
 
 from __future__ import annotations
@@ -39,9 +43,16 @@ from deeppot_galpy.mocks import LocalDisk
 from deeppot_galpy.rundir import RunDir
 from deeppot_galpy.units import Units
 
+DR3 = GaiaErrorModel(parallax_mas=0.03, pm_mas_yr=0.03, radial_velocity_kms=1.5)
+#: the magnitude-limited catalogs: G <= MAG_LIMIT with M_G ~ N(ABS_MAG): S falls from 0.95 at
+#: 0.5 kpc to 0.5 at the volume's 1.5 kpc edge
+MAG_LIMIT, ABS_MAG = 12.5, (1.5, 1.5)
+#: name -> (errors, magnitude-limited, limit declared to deeppot fit)
 CATALOGS = {
-    "noiseless": None,
-    "dr3": GaiaErrorModel(parallax_mas=0.03, pm_mas_yr=0.03, radial_velocity_kms=1.5),
+    "noiseless": (None, False, False),
+    "dr3": (DR3, False, False),
+    "maglim": (None, True, True),
+    "maglim_undeclared": (None, True, False),
 }
 #: --size: (stars, evaluation stars, default preset)
 SIZES = {"test": (2**12, 2**11, "test"), "default": (2**17, 2**14, "default")}
@@ -127,7 +138,7 @@ def main() -> None:
     p.add_argument("--n", type=int, help="stars per catalog (default: by --size)")
     p.add_argument("--preset", help="deeppot fit --preset (default: by --size)")
     p.add_argument("--config", help="TOML config passed to deeppot fit")
-    p.add_argument("--catalogs", default=",".join(CATALOGS), help="noiseless,dr3")
+    p.add_argument("--catalogs", default="noiseless,dr3", help=", ".join(CATALOGS))
     p.add_argument("--out", default="runs/local_disk")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
@@ -148,11 +159,20 @@ def main() -> None:
     x_eval = held.x[in_region(held.x, mock.region)]
     results = {}
     for name in names:
+        errors, limited, declared = CATALOGS[name]
         catalog = out / f"{name}.fits"
-        write_table(mock.gaia_table(stars, args.seed, CATALOGS[name]), catalog, overwrite=True)
+        if limited:
+            # about n stars after the cut: 1.6 n drawn, a fraction ~0.64 of them kept
+            deep = mock.sample(int(1.6 * n), args.seed + 1)
+            table = mock.gaia_table(deep, args.seed, errors, ABS_MAG)
+            table = table[table["phot_g_mean_mag"].value <= MAG_LIMIT]
+        else:
+            table = mock.gaia_table(stars, args.seed, errors)
+        write_table(table, catalog, overwrite=True)
         run = out / f"run_{name}"
         cmd = ["fit", str(catalog), "--out", str(run), "--overwrite", "--quiet", "--no-figures"]
         cmd += ["--preset", preset, "--seed", str(args.seed)]
+        cmd += ["--magnitude-limit", str(MAG_LIMIT)] if declared else []
         cmd += ["--config", args.config] if args.config else []
         t0 = time.perf_counter()
         if deeppot(cmd) != 0:
@@ -162,7 +182,7 @@ def main() -> None:
             raise SystemExit(f"deeppot local failed on {run}")
         net, _ = RunDir(run).load_potential()
         results[name] = {
-            "n_stars": n,
+            "n_stars": len(table),
             "preset": preset,
             "sample_seconds": sample_s,
             "fit_seconds": fit_s,

@@ -23,6 +23,7 @@ from collections.abc import Callable
 import numpy as np
 
 from . import distributed
+from .completeness import Completeness
 from .config import FitConfig
 from .df import FlowEnsemble
 from .phasespace import PhaseSpace
@@ -56,7 +57,11 @@ def gradient_sources(ens: FlowEnsemble, config: FitConfig) -> list[FlowEnsemble]
 
 
 def draw_cbe_points(
-    ensembles: list[FlowEnsemble], n: int, region: dict, seed: int
+    ensembles: list[FlowEnsemble],
+    n: int,
+    region: dict,
+    seed: int,
+    completeness: Completeness | None = None,
 ) -> tuple[CBEPoints, dict]:
     """Draw n points from the ensembles (equal shares) with grad ln f from each.
 
@@ -75,6 +80,8 @@ def draw_cbe_points(
     n : points to draw, before the drops.
     region : the stars' region (``PhaseSpace.region()``: ``fit_center``, ``r_fit``).
     seed : the seed of the draw; each ensemble samples from its own child of it.
+    completeness : the catalog's completeness S (None: complete); the flows model S f, so
+        grad ln S is taken off their spatial gradients (:mod:`deeppot_galpy.completeness`).
 
     Returns
     -------
@@ -103,6 +110,10 @@ def draw_cbe_points(
     logf = np.mean([g[0] for g in grads], axis=0)
     finite = np.all([np.isfinite(g[1]).all(1) & np.isfinite(g[0]) for g in grads], axis=0)
     eta, grads, logf = eta[finite], [(lf[finite], g[finite]) for lf, g in grads], logf[finite]
+    if completeness is not None:
+        grad_log_s = completeness.grad_log(eta[:, :3])
+        for _, g in grads:
+            g[:, :3] -= grad_log_s
     g_a = grads[0][1]
     points = CBEPoints(
         eta[:, :3],
@@ -129,7 +140,7 @@ def jeans_moments(
 
     ``seed`` is the run's seed: the test functions are placed from its ``jeans`` stream, the
     same for the main fit and every replicate (a replicate resamples the stars, not the
-    functions).
+    functions). A completeness recorded in the stars' ``meta`` enters the moments.
     """
     if cfg.jeans_weight <= 0:
         return None
@@ -141,6 +152,7 @@ def jeans_moments(
         neighbours=cfg.jeans_neighbours,
         seed=stream_seed(seed, "jeans"),
         device=device,
+        completeness=Completeness.from_meta(stars.meta),
     )
 
 
@@ -162,7 +174,10 @@ def replicate_inputs(
 
     def sample(b: int) -> tuple[CBEPoints, JeansMoments | None]:
         member = [ens.subset([b % ens.k])]
-        pts, _ = draw_cbe_points(member, n_points, region, stream_seed(seed, "replicate_points", b))
+        b_seed = stream_seed(seed, "replicate_points", b)
+        pts, _ = draw_cbe_points(
+            member, n_points, region, b_seed, Completeness.from_meta(stars.meta)
+        )
         rng = np.random.default_rng(stream_seed(seed, "replicate_stars", b))
         rows = rng.integers(0, len(stars), len(stars))
         resampled = PhaseSpace.from_eta(stars.eta[rows], stars.units, stars.meta)

@@ -50,6 +50,7 @@ from . import distributed
 from .cbe_points import draw_cbe_points, gradient_sources, jeans_moments, replicate_inputs
 from .checkpoint import Checkpoint
 from .compare import is_centred
+from .completeness import Completeness
 from .config import PRESETS, FitConfig, FitOptions
 from .device import resolve_device
 from .df import FlowEnsemble
@@ -178,7 +179,11 @@ def _fit(
 
     with stages("points"):
         points, point_report = draw_cbe_points(
-            gradient_sources(ens, config), config.n_points, region, stream_seed(seed, "points")
+            gradient_sources(ens, config),
+            config.n_points,
+            region,
+            stream_seed(seed, "points"),
+            Completeness.from_meta(stars.meta),
         )
 
     with stages("potential"):

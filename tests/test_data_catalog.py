@@ -362,3 +362,36 @@ def test_skycoord_nan_rows_are_reported(stars):
             _galactocentric_skycoord(x, v, FrameParameters()), cuts=LOOSE
         )
     assert _step(report, "non_finite").removed == 1 and len(ps) == len(x) - 1
+
+
+def test_magnitude_limit_drops_fainter_rows_and_records_the_completeness():
+    rng = np.random.default_rng(3)
+    x = sun_position(FrameParameters()) + rng.normal(0.0, 0.5, (2000, 3))
+    v = rng.normal(0.0, 40.0, (2000, 3))
+    t = _gaia_table(x, v)
+    d = np.linalg.norm(x - sun_position(FrameParameters()), axis=1)
+    t["phot_g_mean_mag"] = rng.normal(1.5, 1.5, len(t)) + 5 * np.log10(100 * d)  # no unit
+    t["phot_g_mean_mag"][5] = np.nan
+    cuts = QualityCuts(magnitude_limit=12.0, min_stars=1)
+    ps, report = catalog_to_phasespace(t, cuts=cuts)
+    fainter = np.asarray(t["phot_g_mean_mag"]) > 12.0
+    assert _step(report, "magnitude_limit").removed == fainter.sum() > 0
+    assert "phot_g_mean_mag (1)" in _step(report, "non_finite").reason
+    assert len(ps) == 2000 - fainter.sum() - 1
+    record = ps.meta["completeness"]
+    np.testing.assert_allclose(record["center_kpc"], sun_position(FrameParameters()))
+    assert "m <= 12" in record["description"] and any("completeness" in n for n in report.notes)
+    # undeclared: nothing dropped, no completeness, and the report says so
+    ps, report = catalog_to_phasespace(t, cuts=LOOSE)
+    assert "none declared" in _step(report, "magnitude_limit").reason
+    assert "completeness" not in ps.meta and len(ps) == 2000
+
+
+def test_magnitude_limit_needs_the_magnitude_column(stars):
+    x, v = stars
+    cuts = QualityCuts(magnitude_limit=12.0, min_stars=1)
+    with pytest.raises(ValueError, match="apparent-magnitude column 'phot_g_mean_mag'"):
+        catalog_to_phasespace(_gaia_table(x, v), cuts=cuts)
+    with pytest.raises(ValueError, match="magnitude_limit must be"):
+        QualityCuts(magnitude_limit=float("nan"))
+    assert QualityCuts.from_dict({"magnitude_limit": False}).magnitude_limit is None

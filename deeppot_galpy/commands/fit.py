@@ -32,6 +32,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_run_options(p)
     p.add_argument("--preset", choices=sorted(PRESETS), help="override the config's preset")
     p.add_argument(
+        "--magnitude-limit",
+        type=float,
+        metavar="MAG",
+        help="the catalog's limiting apparent magnitude (overrides [cuts] magnitude_limit): "
+        "fainter rows are dropped and the fit corrects for the completeness the limit implies "
+        "at each distance, estimated from the stars (column [cuts] magnitude_column, default "
+        "phot_g_mean_mag)",
+    )
+    p.add_argument(
         "--assume-gaia-units",
         action="store_true",
         default=None,
@@ -40,7 +49,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg, out, recorded = run_config(args, "fit", preset=args.preset)
+    cuts = {"magnitude_limit": args.magnitude_limit}
+    cfg, out, recorded = run_config(args, "fit", preset=args.preset, cuts=cuts)
     catalog = args.catalog or recorded.get("catalog")
     if catalog is None:
         raise ValueError("give the CATALOG to fit")

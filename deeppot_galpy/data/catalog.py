@@ -31,6 +31,7 @@ import numpy as np
 from astropy.coordinates import BaseCoordinateFrame, SkyCoord
 from astropy.table import Table
 
+from ..completeness import Completeness
 from ..phasespace import PhaseSpace
 from ..units import Units
 from .cuts import (
@@ -38,6 +39,7 @@ from .cuts import (
     QualityCuts,
     Selection,
     cut_duplicates,
+    cut_magnitude,
     cut_missing_radial_velocity,
     cut_non_finite,
     cut_non_positive_distance,
@@ -82,6 +84,7 @@ _UNITS = {
     "distance": u.kpc,
     **{c: u.kpc for c in ("x", "y", "z")},
     **{c: KMS for c in ("v_x", "v_y", "v_z")},
+    "magnitude": u.mag,
 }
 _OPTIONAL = ("source_id", "parallax_error")
 
@@ -219,7 +222,8 @@ def _float_column(table: Table, colname: str, name: str, assume_gaia_units: bool
     col = table[colname]
     unit = getattr(col, "unit", None)
     if unit is None or unit == u.dimensionless_unscaled:
-        if not (assume_gaia_units and name in _GAIA_UNITS):
+        # magnitudes are often stored without a unit, and there is no other scale to take
+        if not (name == "magnitude" or (assume_gaia_units and name in _GAIA_UNITS)):
             hint = (
                 " or pass assume_gaia_units=True to take the Gaia archive units"
                 if name in _GAIA_UNITS
@@ -332,13 +336,22 @@ def catalog_to_phasespace(
         if frame is None and source.frame.name == "galactocentric":
             frame = FrameParameters.from_frame(source.frame)
         frame = frame if frame is not None else FrameParameters()
+        if cuts.magnitude_limit is not None:
+            raise ValueError(
+                "a magnitude limit needs the stars' magnitudes: give a table with the "
+                f"{cuts.magnitude_column!r} column, not a SkyCoord"
+            )
         x, v, sel, columns = _skycoord_rows(source, frame)
-        description, extra_meta = f"SkyCoord (frame {source.frame.name})", {}
+        description, extra_meta, magnitude = f"SkyCoord (frame {source.frame.name})", {}, None
     else:
         frame = frame if frame is not None else FrameParameters()
-        wanted = sorted({c for names in CONVENTIONS.values() for c in names} | set(_OPTIONAL))
-        table, description = _as_table(source, format, wanted)
-        x, v, sel, columns = _table_rows(table, frame, cuts, convention, assume_gaia_units)
+        wanted = {c for names in CONVENTIONS.values() for c in names} | set(_OPTIONAL)
+        if cuts.magnitude_limit is not None:
+            wanted.add(cuts.magnitude_column)
+        table, description = _as_table(source, format, sorted(wanted))
+        x, v, sel, columns, magnitude = _table_rows(
+            table, frame, cuts, convention, assume_gaia_units
+        )
         extra_meta = {}
         truth = meta_record(table.meta, "truth")
         if truth is not None:
@@ -349,12 +362,26 @@ def catalog_to_phasespace(
             sel.report.notes.append(mismatch)
 
     rows = np.flatnonzero(sel.keep)
-    inside = cut_volume(sel, rows, x, sun_position(frame), cuts)
+    sun = sun_position(frame)
+    inside = cut_volume(sel, rows, x, sun, cuts)
     if not inside.all():
         x, v = x[inside], v[inside]
+        magnitude = magnitude[inside] if magnitude is not None else None
     report = sel.report
     report.notes.append(_frame_summary(frame))
     sel.check_min_stars(cuts.min_stars)
+    if magnitude is not None:
+        distance = np.linalg.norm(x - sun, axis=1)
+        completeness = Completeness.from_magnitude_limit(
+            magnitude, distance, cuts.magnitude_limit, sun
+        )
+        extra_meta["completeness"] = completeness.to_dict()
+        near, far = np.percentile(distance, [10, 90])
+        rel = np.exp(np.diff(completeness.log_relative(np.array([near, far])))[0])
+        report.notes.append(
+            f"completeness: {completeness.description}; S falls by a factor {rel:.2f} from "
+            f"{near:.2f} to {far:.2f} kpc from the Sun (the 10th and 90th percentile distances)"
+        )
 
     meta = {
         "frame": frame.to_dict(),
@@ -400,6 +427,17 @@ def _table_rows(
         )
     needed = list(CONVENTIONS[conv]) + (["parallax_error"] if use_snr else [])
     cols = {c: _float_column(table, names[c], c, assume_gaia_units) for c in needed}
+    if cuts.magnitude_limit is not None:
+        found = _match(table.colnames, cuts.magnitude_column)
+        if found is None:
+            raise ValueError(
+                f"the magnitude limit needs the apparent-magnitude column "
+                f"{cuts.magnitude_column!r}, which the catalog lacks; name the column with "
+                'magnitude_column (e.g. [cuts] magnitude_column = "phot_g_mean_mag")'
+            )
+        names["magnitude"] = found
+        needed.append("magnitude")
+        cols["magnitude"] = _float_column(table, found, "magnitude", assume_gaia_units)
 
     sel = Selection(len(table))
     source_id, known = None, None
@@ -417,6 +455,7 @@ def _table_rows(
         sel.note("parallax_over_error", f"not applicable: no parallax ({conv} columns)")
     if conv == "distance":
         cut_non_positive_distance(sel, cols["distance"])
+    cut_magnitude(sel, cols.get("magnitude"), cuts)
 
     rows = np.flatnonzero(sel.keep)
     if conv == "galactocentric":
@@ -446,4 +485,5 @@ def _table_rows(
         + ("; Gaia units assumed where missing" if assume_gaia_units else ""),
     )
     columns = {"convention": conv, "used": used, "assume_gaia_units": assume_gaia_units}
-    return x, v, sel, columns
+    magnitude = cols["magnitude"][rows] if "magnitude" in cols else None
+    return x, v, sel, columns, magnitude

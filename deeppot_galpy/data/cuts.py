@@ -24,6 +24,10 @@ Cuts, in the order they are applied:
     is undefined. Applied even when the S/N cut is disabled.
 ``non_positive_distance``
     the same for catalogs that give ``distance``.
+``magnitude_limit``
+    apparent magnitude (``magnitude_column``) fainter than the declared ``magnitude_limit``,
+    or a note that none was declared. A declared limit also makes the fit correct for the
+    catalog's completeness (:mod:`deeppot_galpy.completeness`).
 ``volume``
     stars outside :class:`Volume`.
 
@@ -120,6 +124,14 @@ class QualityCuts:
         lacks one (False). Never filled in.
     drop_duplicates : drop rows repeating a ``source_id`` (the first is kept).
     volume : a :class:`Volume`, or ``None`` for no spatial cut.
+    magnitude_limit : the catalog's limiting apparent magnitude (e.g. 13 for a G <= 13
+        sample), or ``None``. Fainter rows are dropped, and the fit corrects for the
+        completeness this limit implies at each distance, estimated from the stars'
+        magnitudes and distances (:class:`~deeppot_galpy.completeness.Completeness`). Declare
+        the limit the catalog was actually selected by: a fainter one understates the
+        correction.
+    magnitude_column : the apparent-magnitude column (unit mag, or none), extinction-corrected
+        where extinction matters.
     min_stars : fewer stars than this after the cuts raises :class:`TooFewStarsError`.
     """
 
@@ -128,6 +140,8 @@ class QualityCuts:
     require_radial_velocity: bool = True
     drop_duplicates: bool = True
     volume: Volume | None = None
+    magnitude_limit: float | None = None
+    magnitude_column: str = "phot_g_mean_mag"
     min_stars: int = 1000
 
     def __post_init__(self) -> None:
@@ -143,6 +157,12 @@ class QualityCuts:
             object.__setattr__(self, "volume", Volume.from_dict(self.volume))
         if self.volume is not None and not isinstance(self.volume, Volume):
             raise ValueError(f"volume must be a Volume, a dict or None; got {self.volume!r}")
+        m_lim = self.magnitude_limit
+        if m_lim is not None and not (isinstance(m_lim, int | float) and math.isfinite(m_lim)):
+            raise ValueError(f"magnitude_limit must be None or a finite magnitude; got {m_lim!r}")
+        column = self.magnitude_column
+        if not (isinstance(column, str) and column):
+            raise ValueError(f"magnitude_column must be a column name; got {column!r}")
         if isinstance(self.min_stars, bool) or not isinstance(self.min_stars, int):
             raise ValueError(f"min_stars must be an integer; got {self.min_stars!r}")
         if self.min_stars < 1:
@@ -162,7 +182,7 @@ class QualityCuts:
         """
         _check_keys(cls, d)
         d = dict(d)
-        for name in ("min_parallax_over_error", "volume"):
+        for name in ("min_parallax_over_error", "volume", "magnitude_limit"):
             if d.get(name, None) is False:
                 d[name] = None
         return cls(**d)
@@ -376,6 +396,19 @@ def cut_parallax(
 
 def cut_non_positive_distance(sel: Selection, distance: np.ndarray) -> None:
     sel.drop("non_positive_distance", "distance <= 0", ~(distance > 0))
+
+
+def cut_magnitude(sel: Selection, magnitude: np.ndarray | None, cuts: QualityCuts) -> None:
+    """Drop rows fainter than ``cuts.magnitude_limit`` (or note that none is declared)."""
+    if cuts.magnitude_limit is None or magnitude is None:
+        sel.note("magnitude_limit", "none declared: no completeness correction")
+        return
+    sel.drop(
+        "magnitude_limit",
+        f"{cuts.magnitude_column} > {cuts.magnitude_limit:g} (the declared limit; the fit "
+        "corrects for the completeness it implies)",
+        magnitude > cuts.magnitude_limit,
+    )
 
 
 def cut_volume(

@@ -183,11 +183,16 @@ def observe(
     seed: int = 0,
     errors: GaiaErrorModel | None = None,
     frame: FrameParameters | None = None,
+    absolute_magnitude: tuple[float, float] | None = None,
 ) -> Table:
     """Galactocentric stars x [kpc], v [km/s] (each (n, 3)) as a Gaia-archive-like table.
 
     The columns are :func:`make_gaia_mock`'s; ``truth`` (a JSON-able record of where the stars
-    come from) is stored in ``meta``, and ``seed`` draws the errors.
+    come from) is stored in ``meta``, and ``seed`` draws the errors. With
+    ``absolute_magnitude = (mean, sigma)`` every star also gets an absolute magnitude from
+    that Gaussian luminosity function, the same everywhere, and its apparent magnitude
+    ``phot_g_mean_mag`` = M + 5 log10(d / 10 pc) (exact, no extinction): cut it for a
+    magnitude-limited catalog.
     """
     n = len(x)
     frame = frame if frame is not None else FrameParameters()
@@ -221,11 +226,16 @@ def observe(
         table[name] = values * units[name]
         if name in widths:
             table[f"{name}_error"] = np.full(n, widths[name]) * units[name]
+    if absolute_magnitude is not None:
+        mean, sigma = absolute_magnitude
+        M = np.random.default_rng([seed, 2]).normal(mean, sigma, n)
+        table["phot_g_mean_mag"] = (M + 5.0 * np.log10(100.0 / obs["parallax"])) * u.mag
     # Keys of at most 8 characters, so FITS keeps them as plain header keywords.
     table.meta["truth"] = truth
     table.meta["frame"] = frame.to_dict()
     table.meta["errors"] = errors.to_dict() if errors else None
     table.meta["seed"] = int(seed)
+    table.meta["absmag"] = list(absolute_magnitude) if absolute_magnitude else None
     return table
 
 

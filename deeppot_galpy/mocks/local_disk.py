@@ -304,15 +304,24 @@ class LocalDisk(MockSystem):
         }
         return PhaseSpace(x[order], v[order], self.units, meta)
 
-    def gaia_table(self, stars: PhaseSpace, seed: int = 0, errors: Any = None):
+    def gaia_table(
+        self,
+        stars: PhaseSpace,
+        seed: int = 0,
+        errors: Any = None,
+        absolute_magnitude: tuple[float, float] | None = None,
+    ):
         """A sample of this mock (:meth:`sample`) as a Gaia-archive table: ICRS observables and
         ``*_error`` columns with :class:`~deeppot_galpy.data.GaiaErrorModel` ``errors`` (None:
         exact) drawn from ``seed`` (:func:`deeppot_galpy.data.gaia_mock.observe`; write it
         with :func:`~deeppot_galpy.data.gaia_mock.write_table`). ``meta["truth"]`` is this
-        mock's description, so ``get_mock("local_disk", **truth["params"])`` rebuilds it."""
+        mock's description, so ``get_mock("local_disk", **truth["params"])`` rebuilds it.
+        ``absolute_magnitude`` (mean, sigma) adds ``phot_g_mean_mag`` (``observe``)."""
         from ..data.gaia_mock import observe
 
-        table = observe(stars.x, stars.v, self.describe(), seed, errors, self.frame)
+        table = observe(
+            stars.x, stars.v, self.describe(), seed, errors, self.frame, absolute_magnitude
+        )
         table.meta["creator"] = "deeppot_galpy.mocks.local_disk.LocalDisk.gaia_table"
         return table
 

@@ -25,6 +25,11 @@ velocity windows), each giving :math:`\langle\psi_m\nabla_v h_{mk}\cdot\nabla\Ph
 = \langle h_{mk}\,\vec v\cdot\nabla\psi_m\rangle_\star`; the default ``"linear"`` is the
 equation above.
 
+For a catalog that holds a fraction :math:`S(\vec x)` of the stars
+(:mod:`~deeppot_galpy.completeness`) the test function is :math:`S\psi`, so
+:math:`\vec v\cdot\nabla\psi` becomes :math:`\vec v\cdot(\nabla\psi + \psi\nabla\ln S)`
+in the averages over the catalog's stars.
+
 The loss is the cross product of two independent minibatch estimates of the violation,
 :math:`\sum_{m,k} (B^{(1)}_{mk} - A_{mk})(B^{(2)}_{mk} - A_{mk}) / \sum_{m,k} A_{mk}^2`, which is
 unbiased for the squared violation (a single estimate's square would add its variance); with
@@ -40,6 +45,7 @@ import torch
 from scipy.spatial import cKDTree
 from torch import Tensor
 
+from ..completeness import Completeness
 from .weakform import parse_families
 
 __all__ = ["JeansMoments"]
@@ -61,6 +67,7 @@ class JeansMoments:
         seed: int = 0,
         device: str | torch.device = "cpu",
         velocity: str | Sequence[str] = "linear",
+        completeness: Completeness | None = None,
     ):
         self.families = parse_families(velocity)
         rng = np.random.default_rng(seed)
@@ -92,12 +99,18 @@ class JeansMoments:
             mom += self.psi(xs[lo : lo + _CHUNK]).T @ powers
         self._u = mom[:, 1:4] / mom[:, :1]
         self._s = torch.sqrt((mom[:, 4] / mom[:, 0] - self._u.square().sum(1)).clamp(min=0.0) / 3)
-        # A_mk = < h_mk v . grad psi_m >, grad psi_m = -psi_m (x - c_m) / w_m^2
+        # A_mk = < h_mk v . (grad psi_m + psi_m grad ln S) >, grad psi_m = -psi_m (x - c_m) / w_m^2
         A = [torch.zeros(len(self.centers), f.size, dtype=torch.float64) for f in self.families]
+        v_dot_grad_log_s = torch.zeros(len(x), dtype=torch.float64)
+        if completeness is not None:
+            v_dot_grad_log_s = torch.as_tensor((v * completeness.grad_log(x)).sum(1))
         for lo in range(0, len(x), _CHUNK):
             xc, vc = xs[lo : lo + _CHUNK], vs[lo : lo + _CHUNK]
             d = xc.unsqueeze(1) - self._c
-            vdg = -torch.einsum("nk,nmk->nm", vc, d) * self.psi(xc) * self._inv_w2
+            vdg = (
+                v_dot_grad_log_s[lo : lo + _CHUNK, None]
+                - torch.einsum("nk,nmk->nm", vc, d) * self._inv_w2
+            ) * self.psi(xc)
             w = self._relative(vc)
             for a, fam in zip(A, self.families, strict=True):
                 a += torch.einsum("nmk,nm->mk", fam.value(vc, w, self._s), vdg)
