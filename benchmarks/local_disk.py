@@ -4,7 +4,8 @@
 The mock (:class:`deeppot_galpy.mocks.LocalDisk`: thin + thick quasi-isothermal disk stars
 within 1.5 kpc of the Sun in MWPotential2014) is written as Gaia-archive tables (ICRS
 observables), noiseless and with DR3-like errors (parallax 0.03 mas, proper motions 0.03
-mas/yr, RV 1.5 km/s; the default cuts then drop nothing), or magnitude-limited (``maglim``:
+mas/yr, RV 1.5 km/s; the default cuts then drop nothing) or four times those (``dr3x4``: the
+S/N cut then trims the far edge), or magnitude-limited (``maglim``:
 noiseless, G <= 12.5 with a Gaussian luminosity function, so the catalog holds 95% of the stars
 at 0.5 kpc and half at 1.5 kpc; fitted with ``--magnitude-limit 12.5``, and as
 ``maglim_undeclared`` without it), each fitted by the public CLI
@@ -51,6 +52,11 @@ MAG_LIMIT, ABS_MAG = 12.5, (1.5, 1.5)
 CATALOGS = {
     "noiseless": (None, False, False),
     "dr3": (DR3, False, False),
+    "dr3x4": (
+        GaiaErrorModel(parallax_mas=0.12, pm_mas_yr=0.12, radial_velocity_kms=6.0),
+        False,
+        False,
+    ),
     "maglim": (None, True, True),
     "maglim_undeclared": (None, True, False),
 }
@@ -141,6 +147,12 @@ def main() -> None:
     p.add_argument("--catalogs", default="noiseless,dr3", help=", ".join(CATALOGS))
     p.add_argument("--out", default="runs/local_disk")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--mock",
+        default="{}",
+        help="LocalDisk keywords as JSON, for a disk the defaults were not tuned on, e.g. "
+        '\'{"potential": "McMillan17", "thin": {"h_R": 3.0, "sigma_R": 30, "sigma_z": 18}}\'',
+    )
     args = p.parse_args()
     n, n_eval, preset = SIZES[args.size]
     n, preset = args.n or n, args.preset or preset
@@ -151,7 +163,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    mock = LocalDisk()
+    mock = LocalDisk(**json.loads(args.mock))
     t0 = time.perf_counter()
     stars = mock.sample(n, args.seed)
     sample_s = time.perf_counter() - t0

@@ -90,6 +90,17 @@ def test_fit_reports_bad_input_clearly(tmp_path, capsys):
     assert not (tmp_path / "run" / "potential.safetensors").exists()
 
 
+def test_fit_with_a_magnitude_limit_needs_the_magnitudes(tmp_path, capsys):
+    from deeppot_galpy.data.gaia_mock import write_gaia_mock
+
+    catalog = tmp_path / "stars.ecsv"
+    write_gaia_mock(catalog, 2000, seed=0)
+    cmd = ["fit", str(catalog), "--out", str(tmp_path / "run"), "--magnitude-limit", "13"]
+    assert main(cmd) == 2
+    assert "apparent-magnitude column 'phot_g_mean_mag'" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "flows.safetensors").exists()
+
+
 @pytest.mark.parametrize("model", ["joint", "factorised"])
 def test_crossfit_uses_two_groups_of_flow_members(tmp_path, model):
     from dataclasses import replace

@@ -247,7 +247,8 @@ class LocalDisk(MockSystem):
         # Pilot 1, broad: the DF's mean |z| and velocity moments by importance weights.
         prop = (1.0, (0.0, v_c * self.vo, 0.0), 1.6 * np.array([c.sigma_R, c.sigma_R, c.sigma_z]))
         x, v, ln_g = self._propose(_PILOT, rng, *prop)
-        w = np.exp(self._log_df(df, x, v) - ln_g)
+        ln_w = self._log_df(df, x, v) - ln_g
+        w = np.exp(ln_w - np.max(ln_w))  # ln f's constant can be far from 0 in some potentials
         w /= w.sum()
         mean = w @ v
         std = np.sqrt(w @ (v - mean) ** 2)
