@@ -20,6 +20,7 @@ the network.
 
     python benchmarks/symmetry.py --mock hernquist_om --variants none,spherical
     python benchmarks/symmetry.py --mock local_disk --variants none,axisymmetric+jeans_weight=100
+    python benchmarks/symmetry.py --mock hernquist_om --variants spherical,spherical+radial
 
 Prints one JSON record per variant and a Markdown table of all in OUT/results.json.
 """
@@ -40,6 +41,7 @@ from deeppot_galpy.compare import as_field, in_region, is_centred, potential_met
 from deeppot_galpy.config import PRESETS
 from deeppot_galpy.df import FlowEnsemble
 from deeppot_galpy.df.augment import symmetry_augmentation
+from deeppot_galpy.df.radial import RadialProfile
 from deeppot_galpy.export import export_galpy
 from deeppot_galpy.galpy_potential import DeepPotential
 from deeppot_galpy.local import local_quantities
@@ -165,15 +167,27 @@ def main() -> None:
         seed = stream_seed(args.seed, "flows")
         ens.fit(stars.eta, config.flow_training, seed, False, augment=augment)
         cache.save_flows(ens)
-    points, _ = draw_cbe_points(
-        gradient_sources(ens, config), config.n_points, region, stream_seed(args.seed, "points")
-    )
+    sources = gradient_sources(ens, config)
+    # a variant with "+radial" takes the stars' nu(r) in place of the position flows
+    radial = RadialProfile.from_radii(stars.summary.r)
+    points = {
+        use: draw_cbe_points(
+            sources,
+            config.n_points,
+            region,
+            stream_seed(args.seed, "points"),
+            radial=radial if use else None,
+        )[0]
+        for use in {"radial" in v.split("+") for v in args.variants.split(",")}
+    }
     jeans = jeans_moments(stars.summary, region, config.potential, args.seed, "cpu")
     flow_s = time.perf_counter() - t0
     saved = out / "results.json"  # a later call with the same OUT adds its variants
     results = json.loads(saved.read_text()) if saved.exists() else {}
     for variant in args.variants.split(","):
         symmetry, *settings = variant.split("+")
+        use_radial = "radial" in settings
+        settings = [kv for kv in settings if kv != "radial"]
         net_cfg = replace(config.potential.config, symmetry=symmetry)
         cfg = config.potential
         for key, value in (kv.split("=") for kv in settings):
@@ -184,7 +198,7 @@ def main() -> None:
         cfg = replace(cfg, config=net_cfg)
         t0 = time.perf_counter()
         net, history = fit_potential(
-            points, cfg, stream_seed(args.seed, "potential"), "cpu", False, jeans=jeans
+            points[use_radial], cfg, stream_seed(args.seed, "potential"), "cpu", False, jeans=jeans
         )
         fit_s = time.perf_counter() - t0
         RunDir(out / variant, create=True).save_potential(net, stars.units, region, {})

@@ -26,6 +26,7 @@ from . import distributed
 from .completeness import Completeness
 from .config import FitConfig
 from .df import FlowEnsemble
+from .df.radial import RadialProfile
 from .phasespace import PhaseSpace
 from .potential import CBEPoints, PotentialTraining
 from .potential.jeans import JeansMoments
@@ -34,11 +35,13 @@ from .seeds import spawn_seeds, stream_seed
 __all__ = ["draw_cbe_points", "gradient_sources", "jeans_moments", "replicate_inputs"]
 
 
-def _log_prob_and_grad(ens: FlowEnsemble, eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _log_prob_and_grad(
+    ens: FlowEnsemble, eta: np.ndarray, conditional: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """``ens.log_prob_and_grad(eta)``, each process of the job computing a contiguous shard."""
     job = distributed.current()
     lo, hi = len(eta) * job.rank // job.world, len(eta) * (job.rank + 1) // job.world
-    logf, grad = ens.log_prob_and_grad(eta[lo:hi])
+    logf, grad = ens.log_prob_and_grad(eta[lo:hi], conditional=conditional)
     both = distributed.all_gather_rows(np.column_stack([logf, grad]))
     return both[:, 0], both[:, 1:]
 
@@ -62,6 +65,7 @@ def draw_cbe_points(
     region: dict,
     seed: int,
     completeness: Completeness | None = None,
+    radial: RadialProfile | None = None,
 ) -> tuple[CBEPoints, dict]:
     """Draw n points from the ensembles (equal shares) with grad ln f from each.
 
@@ -82,6 +86,8 @@ def draw_cbe_points(
     seed : the seed of the draw; each ensemble samples from its own child of it.
     completeness : the catalog's completeness S (None: complete); the flows model S f, so
         grad ln S is taken off their spatial gradients (:mod:`deeppot_galpy.completeness`).
+    radial : the stars' radial profile nu(r) of a round system, to use in place of the position
+        flows: ln f = ln nu(r) + ln p(v | x) (:mod:`deeppot_galpy.df.radial`).
 
     Returns
     -------
@@ -106,7 +112,12 @@ def draw_cbe_points(
         "r_fit", region["r_max"]
     )
     eta = eta[keep]
-    grads = [_log_prob_and_grad(e, eta) for e in ensembles]
+    grads = [_log_prob_and_grad(e, eta, conditional=radial is not None) for e in ensembles]
+    if radial is not None:
+        grad_log_nu, log_nu = radial.grad_log(eta[:, :3]), radial.log_density(eta[:, :3])
+        for lf, g in grads:
+            lf += log_nu
+            g[:, :3] += grad_log_nu
     logf = np.mean([g[0] for g in grads], axis=0)
     finite = np.all([np.isfinite(g[1]).all(1) & np.isfinite(g[0]) for g in grads], axis=0)
     eta, grads, logf = eta[finite], [(lf[finite], g[finite]) for lf, g in grads], logf[finite]
@@ -164,23 +175,28 @@ def replicate_inputs(
     cfg: PotentialTraining,
     seed: int,
     device: str,
+    radial: bool = False,
 ) -> Callable[[int], tuple[CBEPoints, JeansMoments | None]]:
     """``sample(b)``: replicate b's CBE points and Jeans moments (the ``fit_replicates`` input).
 
     Replicate b draws ``n_points`` points from flow member b (cycling) with that
-    member's gradients, and its Jeans moments (settings ``cfg``) from a bootstrap resample of
-    the stars; ``seed`` is the run's seed (streams ``replicate_points``, ``replicate_stars``).
+    member's gradients, and its Jeans moments (settings ``cfg``) and, with ``radial``, its
+    radial profile from a bootstrap resample of the stars; ``seed`` is the run's seed (streams
+    ``replicate_points``, ``replicate_stars``).
     """
 
     def sample(b: int) -> tuple[CBEPoints, JeansMoments | None]:
-        member = [ens.subset([b % ens.k])]
-        b_seed = stream_seed(seed, "replicate_points", b)
-        pts, _ = draw_cbe_points(
-            member, n_points, region, b_seed, Completeness.from_meta(stars.meta)
-        )
         rng = np.random.default_rng(stream_seed(seed, "replicate_stars", b))
         rows = rng.integers(0, len(stars), len(stars))
         resampled = PhaseSpace.from_eta(stars.eta[rows], stars.units, stars.meta)
+        pts, _ = draw_cbe_points(
+            [ens.subset([b % ens.k])],
+            n_points,
+            region,
+            stream_seed(seed, "replicate_points", b),
+            Completeness.from_meta(stars.meta),
+            RadialProfile.from_radii(resampled.r) if radial else None,
+        )
         return pts, jeans_moments(resampled, region, cfg, seed, device)
 
     return sample

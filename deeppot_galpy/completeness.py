@@ -37,6 +37,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .kde import kernel_sums, silverman_width
+
 __all__ = ["Completeness"]
 
 _GRID = 256  # points of the tabulated d ln S / d ln d
@@ -76,16 +78,10 @@ class Completeness:
         # C_k = #{M_j < M_k} - #{M_lim_j < M_k}: every j with M_lim_j < M_k has M_j < M_k too
         c = np.searchsorted(M_sorted, M, "left") - np.searchsorted(lim_sorted, M, "left")
         rise = np.log1p(1.0 / np.maximum(c, 1))
-        q25, q75 = np.percentile(M, [25, 75])
-        width = 0.9 * min(M.std(), (q75 - q25) / 1.349) * len(M) ** -0.2
+        width = silverman_width(M)
         ln_d = np.linspace(np.log(d.min() / 2), np.log(d.max() * 1.2), _GRID)
-        M_at = m_max - distance_modulus(np.exp(ln_d))
-        # the rises binned at a tenth of the width, then smoothed: memory ~ grid x bins
-        edges = np.arange(M.min() - width, M.max() + 1.1 * width, 0.1 * width)
-        binned = np.histogram(M, edges, weights=rise)[0]
-        mid = 0.5 * (edges[1:] + edges[:-1])
-        kernel = np.exp(-0.5 * ((M_at[:, None] - mid[None, :]) / width) ** 2)
-        dlnphi = kernel @ binned / (width * np.sqrt(2 * np.pi))
+        rate = kernel_sums(M, m_max - distance_modulus(np.exp(ln_d)), width, rise)[0]
+        dlnphi = rate / (width * np.sqrt(2 * np.pi))
         text = (
             f"magnitude limit m <= {m_max:g}; luminosity function from {len(m):,} stars "
             f"(Lynden-Bell C-, smoothing {width:.3f} mag)"

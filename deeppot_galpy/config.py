@@ -9,7 +9,8 @@ A config file starts from a preset and overrides any setting; CLI flags override
     nproc = 1                  # processes sharing the fit (deeppot_galpy.distributed)
     figures = true
 
-    [fit]                      # FitConfig: n_stars, n_flows, n_points, threads (0: torch's)
+    [fit]                      # FitConfig: n_stars, n_flows, n_points, threads (0: torch's),
+                               #   radial_density (spherical fits: nu(r) from the radii)
     n_flows = 4
     [flow]                     # FlowConfig: steps, bins, hidden, bound,
                                #   model (joint | factorised: n(x) p(v|x))
@@ -81,6 +82,9 @@ class FitConfig:
     n_points: int = 2**15  # points drawn from the flows to fit the potential on
     potential: PotentialTraining = PotentialTraining()
     threads: int | None = 1  # torch intra-op threads (0 or None: torch's default)
+    # a spherical fit of a centred system takes the stars' density from their radii
+    # (deeppot_galpy.df.radial) in place of the position flows (factorised DF only)
+    radial_density: bool = True
 
     def __post_init__(self) -> None:
         if min(self.n_stars, self.n_flows, self.n_points) < 1:

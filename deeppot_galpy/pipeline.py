@@ -55,6 +55,7 @@ from .config import PRESETS, FitConfig, FitOptions
 from .device import resolve_device
 from .df import FlowEnsemble
 from .df.augment import Augmentation, symmetry_augmentation
+from .df.radial import RadialProfile
 from .mocks import MockSystem, get_mock
 from .phasespace import PhaseSpace
 from .potential import fit_potential
@@ -178,13 +179,17 @@ def _fit(
             run.save_flows(ens, "flows", {"histories": histories})
 
     with stages("points"):
+        completeness = Completeness.from_meta(stars.meta)
+        radial = _radial_profile(config, stars.summary, region, completeness)
         points, point_report = draw_cbe_points(
             gradient_sources(ens, config),
             config.n_points,
             region,
             stream_seed(seed, "points"),
-            Completeness.from_meta(stars.meta),
+            completeness,
+            radial,
         )
+        point_report["radial_density"] = radial is not None
 
     with stages("potential"):
         ckpt = Checkpoint(ckpt_dir, "potential", policy.potential_steps, policy.seconds)
@@ -209,7 +214,9 @@ def _fit(
             if config.crossfit:
                 cfg = replace(cfg, loss="lnf")
             n = config.n_points
-            sample = replicate_inputs(ens, stars.summary, region, n, cfg, seed, device)
+            sample = replicate_inputs(
+                ens, stars.summary, region, n, cfg, seed, device, radial is not None
+            )
             replicates = fit_replicates(
                 net, sample, cfg, points.x, stream_seed(seed, "replicate_fits"), device, progress
             )
@@ -246,6 +253,22 @@ def _resolve_symmetry(config: FitConfig, stars: PhaseSpace, region: dict) -> tup
     choice = choose_symmetry(stars.x, stars.v, region).to_dict()
     potential = replace(config.potential, config=replace(net, symmetry=choice["symmetry"]))
     return replace(config, potential=potential), {"requested": "auto"} | choice
+
+
+def _radial_profile(
+    config: FitConfig, stars: PhaseSpace, region: dict, completeness: Completeness | None
+) -> RadialProfile | None:
+    """The stars' nu(r) for a spherical fit of a whole, centred system with the factorised DF
+    (``config.radial_density``), else None. Not with a completeness: then the stars' density
+    about the origin is not the system's."""
+    use = (
+        config.radial_density
+        and config.potential.config.symmetry == "spherical"
+        and config.flow.model == "factorised"
+        and is_centred(region)
+        and completeness is None
+    )
+    return RadialProfile.from_radii(stars.r) if use else None
 
 
 def _augmentation(config: FitConfig, region: dict) -> Augmentation | None:

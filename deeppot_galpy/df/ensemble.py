@@ -316,15 +316,20 @@ class FlowEnsemble(nn.Module):
             fresh = member(self.members[k].mean, self.members[k].scale, self.config)
         return fresh.to(self.device).state_dict()
 
-    def log_prob(self, eta: Tensor) -> Tensor:
-        """ln f of the ensemble: log of the mean of the members' densities."""
-        logs = torch.stack([m.log_prob(eta) for m in self.members])
+    def log_prob(self, eta: Tensor, conditional: bool = False) -> Tensor:
+        """ln f of the ensemble: log of the mean of the members' densities; with
+        ``conditional``, ln p(v | x) likewise (factorised members only)."""
+        if conditional and not hasattr(self.members[0], "log_prob_parts"):
+            raise ValueError("p(v | x) needs the factorised DF model (flow model 'factorised')")
+        logs = torch.stack(
+            [m.log_prob_parts(eta)[1] if conditional else m.log_prob(eta) for m in self.members]
+        )
         return torch.logsumexp(logs, dim=0) - math.log(self.k)
 
     def log_prob_and_grad(
-        self, eta: np.ndarray, batch_size: int = 16384
+        self, eta: np.ndarray, batch_size: int = 16384, conditional: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
-        """ln f and grad_eta ln f (N, 6) in the model's units.
+        """ln f and grad_eta ln f (N, 6) in the model's units (``conditional``: of ln p(v | x)).
 
         Computed in batches of ``batch_size``, halved whenever the device runs out of memory.
         """
@@ -336,7 +341,7 @@ class FlowEnsemble(nn.Module):
         def evaluate(rows: slice) -> None:
             chunk = torch.as_tensor(eta[rows], dtype=dtype, device=self.device)
             chunk.requires_grad_(True)
-            lp = self.log_prob(chunk)
+            lp = self.log_prob(chunk, conditional)
             (g,) = torch.autograd.grad(lp.sum(), chunk)
             logf[rows] = lp.detach().cpu().double().numpy()
             grad[rows] = g.cpu().double().numpy()
