@@ -40,7 +40,7 @@ from deeppot_galpy.cbe_points import draw_cbe_points, gradient_sources, jeans_mo
 from deeppot_galpy.compare import as_field, in_region, is_centred, potential_metrics
 from deeppot_galpy.config import PRESETS
 from deeppot_galpy.df import FlowEnsemble
-from deeppot_galpy.df.augment import symmetry_augmentation
+from deeppot_galpy.df.augment import symmetry_augmentation, symmetry_elements
 from deeppot_galpy.df.radial import RadialProfile
 from deeppot_galpy.export import export_galpy
 from deeppot_galpy.galpy_potential import DeepPotential
@@ -170,24 +170,31 @@ def main() -> None:
     sources = gradient_sources(ens, config)
     # a variant with "+radial" takes the stars' nu(r) in place of the position flows
     radial = RadialProfile.from_radii(stars.summary.r)
-    points = {
-        use: draw_cbe_points(
-            sources,
-            config.n_points,
-            region,
-            stream_seed(args.seed, "points"),
-            radial=radial if use else None,
-        )[0]
-        for use in {"radial" in v.split("+") for v in args.variants.split(",")}
-    }
+    # "+avgK": grad ln f averaged over K images under the variant's symmetry group
+    points = {}
+    for variant in args.variants.split(","):
+        symmetry, *settings = variant.split("+")
+        copies = sum(int(kv[3:]) for kv in settings if kv.startswith("avg"))
+        key = ("radial" in settings, symmetry if copies else None, copies)
+        if key not in points:
+            points[key] = draw_cbe_points(
+                sources,
+                config.n_points,
+                region,
+                stream_seed(args.seed, "points"),
+                radial=radial if key[0] else None,
+                group=symmetry_elements(symmetry, is_centred(region)),
+                copies=copies,
+            )[0]
     jeans = jeans_moments(stars.summary, region, config.potential, args.seed, "cpu")
     flow_s = time.perf_counter() - t0
     saved = out / "results.json"  # a later call with the same OUT adds its variants
     results = json.loads(saved.read_text()) if saved.exists() else {}
     for variant in args.variants.split(","):
         symmetry, *settings = variant.split("+")
-        use_radial = "radial" in settings
-        settings = [kv for kv in settings if kv != "radial"]
+        copies = sum(int(kv[3:]) for kv in settings if kv.startswith("avg"))
+        key = ("radial" in settings, symmetry if copies else None, copies)
+        settings = [kv for kv in settings if kv != "radial" and not kv.startswith("avg")]
         net_cfg = replace(config.potential.config, symmetry=symmetry)
         cfg = config.potential
         for key, value in (kv.split("=") for kv in settings):
@@ -198,7 +205,7 @@ def main() -> None:
         cfg = replace(cfg, config=net_cfg)
         t0 = time.perf_counter()
         net, history = fit_potential(
-            points[use_radial], cfg, stream_seed(args.seed, "potential"), "cpu", False, jeans=jeans
+            points[key], cfg, stream_seed(args.seed, "potential"), "cpu", False, jeans=jeans
         )
         fit_s = time.perf_counter() - t0
         RunDir(out / variant, create=True).save_potential(net, stars.units, region, {})
