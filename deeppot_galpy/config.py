@@ -82,9 +82,10 @@ class FitConfig:
     n_points: int = 2**15  # points drawn from the flows to fit the potential on
     potential: PotentialTraining = PotentialTraining()
     threads: int | None = 1  # torch intra-op threads (0 or None: torch's default)
-    # a spherical fit of a centred system takes the stars' density from their radii
-    # (deeppot_galpy.df.radial) in place of the position flows (factorised DF only)
-    radial_density: bool = True
+    # a spherical fit of a centred system may take the stars' density from their radii
+    # (deeppot_galpy.df.radial) in place of the position flows (factorised DF only): better
+    # in a cusp, worse in a core (RESULTS.md, section 9), so off by default
+    radial_density: bool = False
 
     def __post_init__(self) -> None:
         if min(self.n_stars, self.n_flows, self.n_points) < 1:

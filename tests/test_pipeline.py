@@ -115,10 +115,12 @@ def test_crossfit_uses_two_groups_of_flow_members(tmp_path, model):
         n_flows=2,
         flow=replace(cfg.flow, model=model),
         potential=replace(cfg.potential, loss="crossfit"),
+        radial_density=True,  # applies to the factorised DF only
     )
     metrics = run_demo(tmp_path, cfg, options=FitOptions(seed=1, progress=False, figures=False))
     ens, _ = RunDir(tmp_path).load_flows()
     assert ens.k == 2 and metrics["points"]["kept"] > 0.9 * cfg.n_points
+    assert metrics["points"]["radial_density"] == (model == "factorised")
     assert all(isinstance(m, FactorisedFlow) == (model == "factorised") for m in ens.members)
     assert 0 < metrics["potential"]["force_err_median"] < 1
     assert len(RunDir(tmp_path).load_replicates()) == 2  # each on one member, ln f loss

@@ -5,7 +5,10 @@ the spatial factor of :math:`f = n(\vec x)\,p(\vec v\mid\vec x)` is :math:`\nu(r
 of one variable that :math:`2^{17}` radii pin far better than a 3D flow does: the position
 flow smooths a cusp (on the Osipkov-Merritt Hernquist sphere its :math:`d\ln n/dr` is 40-50% of
 the truth at :math:`r = 0.3a`) and ripples by 10-15% at a few :math:`a`; this estimate is within
-2-3% from :math:`0.1a` to :math:`60a` (``benchmarks/RESULTS.md``, section 9).
+2-3% from :math:`0.1a` to :math:`60a`. In a core it is noisier than the flow (the slope
+vanishes there, and the innermost 1% of the radii set it): on the Plummer sphere the fit's force
+error rose from 0.5% to 1.7%, so ``[fit] radial_density`` is off by default
+(``benchmarks/RESULTS.md``, section 9).
 
 The radii's density in :math:`s = \ln r` is a Gaussian kernel estimate, renormalised at the
 outermost star (so a sample truncated at some radius is not read as a falling density there;
