@@ -40,7 +40,7 @@ from deeppot_galpy.cbe_points import draw_cbe_points, gradient_sources, jeans_mo
 from deeppot_galpy.compare import as_field, in_region, is_centred, potential_metrics
 from deeppot_galpy.config import PRESETS
 from deeppot_galpy.df import FlowEnsemble
-from deeppot_galpy.df.augment import symmetry_augmentation, symmetry_elements
+from deeppot_galpy.df.augment import symmetry_augmentation
 from deeppot_galpy.df.radial import RadialProfile
 from deeppot_galpy.export import export_galpy
 from deeppot_galpy.galpy_potential import DeepPotential
@@ -170,21 +170,16 @@ def main() -> None:
     sources = gradient_sources(ens, config)
     # a variant with "+radial" takes the stars' nu(r) in place of the position flows
     radial = RadialProfile.from_radii(stars.summary.r)
-    # "+avgK": grad ln f averaged over K images under the variant's symmetry group
     points = {}
     for variant in args.variants.split(","):
-        symmetry, *settings = variant.split("+")
-        copies = sum(int(kv[3:]) for kv in settings if kv.startswith("avg"))
-        key = ("radial" in settings, symmetry if copies else None, copies)
-        if key not in points:
-            points[key] = draw_cbe_points(
+        use = "radial" in variant.split("+")[1:]
+        if use not in points:
+            points[use] = draw_cbe_points(
                 sources,
                 config.n_points,
                 region,
                 stream_seed(args.seed, "points"),
-                radial=radial if key[0] else None,
-                group=symmetry_elements(symmetry, is_centred(region)),
-                copies=copies,
+                radial=radial if use else None,
             )[0]
     jeans = jeans_moments(stars.summary, region, config.potential, args.seed, "cpu")
     flow_s = time.perf_counter() - t0
@@ -192,9 +187,8 @@ def main() -> None:
     results = json.loads(saved.read_text()) if saved.exists() else {}
     for variant in args.variants.split(","):
         symmetry, *settings = variant.split("+")
-        copies = sum(int(kv[3:]) for kv in settings if kv.startswith("avg"))
-        key = ("radial" in settings, symmetry if copies else None, copies)
-        settings = [kv for kv in settings if kv != "radial" and not kv.startswith("avg")]
+        key = "radial" in settings
+        settings = [kv for kv in settings if kv != "radial"]
         net_cfg = replace(config.potential.config, symmetry=symmetry)
         cfg = config.potential
         for key, value in (kv.split("=") for kv in settings):

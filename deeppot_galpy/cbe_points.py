@@ -21,13 +21,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-import torch
 
 from . import distributed
 from .completeness import Completeness
 from .config import FitConfig
 from .df import FlowEnsemble
-from .df.augment import Elements
 from .df.radial import RadialProfile
 from .phasespace import PhaseSpace
 from .potential import CBEPoints, PotentialTraining
@@ -46,28 +44,6 @@ def _log_prob_and_grad(
     logf, grad = ens.log_prob_and_grad(eta[lo:hi], conditional=conditional)
     both = distributed.all_gather_rows(np.column_stack([logf, grad]))
     return both[:, 0], both[:, 1:]
-
-
-def _images(group: Elements | None, copies: int, n: int, seed: int) -> list[np.ndarray]:
-    """``copies`` arrays (n, 3, 3) of random group elements, the same on every process."""
-    if group is None or copies == 0:
-        return []
-    gen = torch.Generator().manual_seed(seed)
-    return [group(n, gen).double().numpy() for _ in range(copies)]
-
-
-def _group_average(
-    ens: FlowEnsemble, eta: np.ndarray, conditional: bool, images: list[np.ndarray]
-) -> tuple[np.ndarray, np.ndarray]:
-    """ln f and grad ln f averaged over eta and its images g eta (gradients turned back)."""
-    logf, grad = _log_prob_and_grad(ens, eta, conditional)
-    for g in images:
-        moved = np.concatenate([np.einsum("nij,nj->ni", g, eta[:, k : k + 3]) for k in (0, 3)], 1)
-        lf, gr = _log_prob_and_grad(ens, moved, conditional)
-        logf += lf
-        for k in (0, 3):
-            grad[:, k : k + 3] += np.einsum("nji,nj->ni", g, gr[:, k : k + 3])
-    return logf / (1 + len(images)), grad / (1 + len(images))
 
 
 def gradient_sources(ens: FlowEnsemble, config: FitConfig) -> list[FlowEnsemble]:
@@ -90,8 +66,6 @@ def draw_cbe_points(
     seed: int,
     completeness: Completeness | None = None,
     radial: RadialProfile | None = None,
-    group: Elements | None = None,
-    copies: int = 0,
 ) -> tuple[CBEPoints, dict]:
     """Draw n points from the ensembles (equal shares) with grad ln f from each.
 
@@ -114,10 +88,6 @@ def draw_cbe_points(
         grad ln S is taken off their spatial gradients (:mod:`deeppot_galpy.completeness`).
     radial : the stars' radial profile nu(r) of a round system, to use in place of the position
         flows: ln f = ln nu(r) + ln p(v | x) (:mod:`deeppot_galpy.df.radial`).
-    group, copies : random elements of the potential's symmetry group
-        (:func:`~deeppot_galpy.df.augment.symmetry_elements`) and how many: grad ln f is
-        averaged over the point and ``copies`` images g(x) of it, each gradient turned back,
-        g^T grad ln f(g x, g v), the gradient of the flows' group average.
 
     Returns
     -------
@@ -142,8 +112,7 @@ def draw_cbe_points(
         "r_fit", region["r_max"]
     )
     eta = eta[keep]
-    images = _images(group, copies, len(eta), seed)
-    grads = [_group_average(e, eta, radial is not None, images) for e in ensembles]
+    grads = [_log_prob_and_grad(e, eta, conditional=radial is not None) for e in ensembles]
     if radial is not None:
         grad_log_nu, log_nu = radial.grad_log(eta[:, :3]), radial.log_density(eta[:, :3])
         for lf, g in grads:

@@ -46,28 +46,3 @@ def test_an_off_centre_volume_is_only_mirrored():
     assert 0.45 < float(flipped.double().mean()) < 0.55
     np.testing.assert_array_equal(out[:, [0, 1, 3, 4]], eta[:, [0, 1, 3, 4]])
     np.testing.assert_array_equal(out[flipped][:, [2, 5]], -eta[flipped][:, [2, 5]])
-
-
-def test_cbe_points_average_grad_ln_f_over_the_group_images():
-    """With one fixed image R the points' gradient is that of (ln f(x, v) + ln f(Rx, Rv)) / 2,
-    by autograd: the images' gradients are turned back by R^T, not R."""
-    from deeppot_galpy.cbe_points import draw_cbe_points
-    from deeppot_galpy.df import FlowConfig, FlowEnsemble
-    from deeppot_galpy.df.augment import _random_rotations
-    from deeppot_galpy.mocks import Plummer
-
-    torch.manual_seed(0)
-    stars = Plummer().sample(512, 1)
-    ens = FlowEnsemble(stars.standardization(), 1, FlowConfig(steps=1, bins=4, hidden=(8, 8)))
-    with torch.no_grad():  # a flow far from the isotropic Gaussian it starts as
-        for p in ens.parameters():
-            p.add_(0.3 * torch.randn(p.shape))
-    R = _random_rotations(1, torch.Generator().manual_seed(5))[0].double()
-    fixed = lambda n, gen: R.expand(n, 3, 3)  # noqa: E731
-    points, _ = draw_cbe_points([ens], 64, stars.region(), 3, group=fixed, copies=1)
-    eta = torch.tensor(np.hstack([points.x, points.v]), requires_grad=True)
-    moved = torch.cat([eta[:, :3] @ R.T, eta[:, 3:] @ R.T], 1)
-    mean = 0.5 * (ens.log_prob(eta.float()) + ens.log_prob(moved.float()))
-    (grad,) = torch.autograd.grad(mean.sum(), eta)
-    np.testing.assert_allclose(points.gx, grad[:, :3].numpy(), rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(points.gv, grad[:, 3:].numpy(), rtol=1e-4, atol=1e-4)
