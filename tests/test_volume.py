@@ -49,7 +49,9 @@ class _UniformBall:
         x *= (rng.uniform(size=(4 * n, 1)) ** (1 / 3)) / np.linalg.norm(x, axis=1, keepdims=True)
         return np.hstack([self.center + self.radius * x[:n], np.zeros((n, 3))])
 
-    def log_prob_and_grad(self, eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def log_prob_and_grad(
+        self, eta: np.ndarray, conditional: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros(len(eta)), np.ones_like(eta)
 
 
