@@ -8,7 +8,7 @@ mas/yr, RV 1.5 km/s; the default cuts then drop nothing) or four times those (``
 S/N cut then trims the far edge), or magnitude-limited (``maglim``:
 noiseless, G <= 12.5 with a Gaussian luminosity function, so the catalog holds 95% of the stars
 at 0.5 kpc and half at 1.5 kpc; fitted with ``--magnitude-limit 12.5``, and as
-``maglim_undeclared`` without it), each fitted by the public CLI
+``maglim_undeclared`` without it; ``maglim_dr3`` with DR3-like errors too), each fitted by the public CLI
 ``deeppot fit CATALOG --preset P``; ``deeppot local RUN`` then writes the local figures and
 table. Scores, on ``--n-eval`` fresh stars within the mock's scoring region (1 kpc of the Sun):
 
@@ -58,6 +58,7 @@ CATALOGS = {
         False,
     ),
     "maglim": (None, True, True),
+    "maglim_dr3": (DR3, True, True),
     "maglim_undeclared": (None, True, False),
 }
 #: --size: (stars, evaluation stars, default preset)
