@@ -8,9 +8,10 @@ mas/yr, RV 1.5 km/s; the default cuts then drop nothing) or four times those (``
 S/N cut then trims the far edge), or magnitude-limited (``maglim``:
 noiseless, G <= 12.5 with a Gaussian luminosity function, so the catalog holds 95% of the stars
 at 0.5 kpc and half at 1.5 kpc; fitted with ``--magnitude-limit 12.5``, and as
-``maglim_undeclared`` without it; ``maglim_dr3`` with DR3-like errors too), each fitted by the public CLI
-``deeppot fit CATALOG --preset P``; ``deeppot local RUN`` then writes the local figures and
-table. Scores, on ``--n-eval`` fresh stars within the mock's scoring region (1 kpc of the Sun):
+``maglim_undeclared`` without it; ``maglim_dr3`` with DR3-like errors too), each fitted by
+the public CLI ``deeppot fit CATALOG --preset P``; ``deeppot local RUN`` then writes the local
+figures and table. Scores, on ``--n-eval`` fresh stars within the mock's scoring region (1 kpc
+of the Sun):
 
 * force error |a - a_true| / |a_true| (median, p90), F_R error |dF_R| / |F_R| (median), F_z
   error |dF_z| / |F_z| at |z| > 0.3 kpc (median), density error (median) and bias (median
