@@ -22,10 +22,9 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-__all__ = ["Augmentation", "Elements", "symmetry_augmentation", "symmetry_elements"]
+__all__ = ["Augmentation", "symmetry_augmentation"]
 
 Augmentation = Callable[[Tensor, torch.Generator], Tensor]
-Elements = Callable[[int, torch.Generator], Tensor]
 
 
 def _random_rotations(n: int, gen: torch.Generator) -> Tensor:
@@ -56,12 +55,6 @@ def _z_rotations(n: int, gen: torch.Generator) -> Tensor:
     )
 
 
-def _z_flips(n: int, gen: torch.Generator) -> Tensor:
-    """n matrices diag(1, 1, +-1) (n, 3, 3), each sign with probability 1/2."""
-    sign = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
-    return torch.diag_embed(torch.stack([torch.ones(n), torch.ones(n), sign], 1))
-
-
 def _rotate(eta: Tensor, rot: Tensor) -> Tensor:
     rot = rot.to(eta)
     x = torch.einsum("nij,nj->ni", rot, eta[:, :3])
@@ -69,25 +62,21 @@ def _rotate(eta: Tensor, rot: Tensor) -> Tensor:
     return torch.cat([x, v], dim=1)
 
 
-def symmetry_elements(symmetry: str, centred: bool) -> Elements | None:
-    """Random elements (n, 3, 3) of the group of a potential of ``symmetry`` about the origin
-    that map the data's volume onto itself, or None where there are none; ``centred``: the
-    volume is centred on the origin (a whole system), so rotations qualify."""
-    if symmetry == "spherical" and centred:
-        return _random_rotations
-    if symmetry == "axisymmetric" and centred:
-        return _z_rotations
-    if symmetry == "mirror":
-        if centred:
-            return lambda n, gen: _z_flips(n, gen) @ _z_rotations(n, gen)
-        return _z_flips
-    return None
+def _flip_z(eta: Tensor, gen: torch.Generator) -> Tensor:
+    sign = torch.where(torch.rand(len(eta), generator=gen) < 0.5, -1.0, 1.0).to(eta)
+    return eta * torch.stack([torch.ones_like(sign)] * 2 + [sign], 1).repeat(1, 2)
 
 
 def symmetry_augmentation(symmetry: str, centred: bool) -> Augmentation | None:
-    """The random group element (:func:`symmetry_elements`) applied to each training batch
-    (N, 6), or None where there is nothing to apply."""
-    elements = symmetry_elements(symmetry, centred)
-    if elements is None:
-        return None
-    return lambda eta, gen: _rotate(eta, elements(len(eta), gen))
+    """The random group element applied to each training batch (N, 6) for a potential of
+    ``symmetry`` about the origin, or None where there is nothing to apply; ``centred``: the
+    data's volume is centred on the origin (whole system), so rotations map it onto itself."""
+    if symmetry == "spherical" and centred:
+        return lambda eta, gen: _rotate(eta, _random_rotations(len(eta), gen))
+    if symmetry == "axisymmetric" and centred:
+        return lambda eta, gen: _rotate(eta, _z_rotations(len(eta), gen))
+    if symmetry == "mirror":
+        if centred:
+            return lambda eta, gen: _flip_z(_rotate(eta, _z_rotations(len(eta), gen)), gen)
+        return _flip_z
+    return None
