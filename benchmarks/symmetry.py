@@ -58,9 +58,16 @@ def stars_of(mock, n: int, seed: int, errors: str) -> Stars:
         return Stars.of(sample, None, None)
     from deeppot_galpy.data import catalog_to_phasespace
 
-    data, report = catalog_to_phasespace(mock.gaia_table(sample, seed, CATALOGS[errors]))
+    data, report = catalog_to_phasespace(mock.gaia_table(sample, seed, CATALOGS[errors][0]))
     print(report)
     return Stars.of(data, None, None)
+
+
+def typed(default, value: str):
+    """A variant's setting ``value`` as the type of the setting's ``default``."""
+    if isinstance(default, bool):
+        return json.loads(value.lower())
+    return type(default)(value)
 
 
 def scores(net, mock, stars: Stars, region: dict, x_eval: np.ndarray) -> dict:
@@ -181,25 +188,25 @@ def main() -> None:
                 stream_seed(args.seed, "points"),
                 radial=radial if use else None,
             )[0]
-    jeans = jeans_moments(stars.summary, region, config.potential, args.seed, "cpu")
     flow_s = time.perf_counter() - t0
     saved = out / "results.json"  # a later call with the same OUT adds its variants
     results = json.loads(saved.read_text()) if saved.exists() else {}
     for variant in args.variants.split(","):
         symmetry, *settings = variant.split("+")
-        key = "radial" in settings
+        use_radial = "radial" in settings
         settings = [kv for kv in settings if kv != "radial"]
         net_cfg = replace(config.potential.config, symmetry=symmetry)
         cfg = config.potential
         for key, value in (kv.split("=") for kv in settings):
             if hasattr(net_cfg, key):  # a [potential.network] setting, e.g. softening
-                net_cfg = replace(net_cfg, **{key: type(getattr(net_cfg, key))(value)})
+                net_cfg = replace(net_cfg, **{key: typed(getattr(net_cfg, key), value)})
             else:
-                cfg = replace(cfg, **{key: type(getattr(cfg, key))(value)})
+                cfg = replace(cfg, **{key: typed(getattr(cfg, key), value)})
         cfg = replace(cfg, config=net_cfg)
+        jeans = jeans_moments(stars.summary, region, cfg, args.seed, "cpu")
         t0 = time.perf_counter()
         net, history = fit_potential(
-            points[key], cfg, stream_seed(args.seed, "potential"), "cpu", False, jeans=jeans
+            points[use_radial], cfg, stream_seed(args.seed, "potential"), "cpu", False, jeans=jeans
         )
         fit_s = time.perf_counter() - t0
         RunDir(out / variant, create=True).save_potential(net, stars.units, region, {})

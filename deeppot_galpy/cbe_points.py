@@ -164,6 +164,8 @@ def jeans_moments(
         seed=stream_seed(seed, "jeans"),
         device=device,
         completeness=Completeness.from_meta(stars.meta),
+        v_cov=stars.v_cov if cfg.jeans_deconvolve else None,
+        flattening=cfg.jeans_flattening,
     )
 
 
@@ -188,7 +190,7 @@ def replicate_inputs(
     def sample(b: int) -> tuple[CBEPoints, JeansMoments | None]:
         rng = np.random.default_rng(stream_seed(seed, "replicate_stars", b))
         rows = rng.integers(0, len(stars), len(stars))
-        resampled = PhaseSpace.from_eta(stars.eta[rows], stars.units, stars.meta)
+        resampled = stars.subset(rows)
         pts, _ = draw_cbe_points(
             [ens.subset([b % ens.k])],
             n_points,

@@ -70,13 +70,16 @@ class PhaseSpace:
     """Positions ``x`` and velocities ``v`` (each (N, 3), float64) in ``units``.
 
     ``meta`` carries provenance (frame parameters, cuts, the mock's name and parameters) that a
-    run directory records with the fit.
+    run directory records with the fit. ``v_cov`` (N, 3, 3), if known, is each star's velocity
+    measurement covariance (velocity units squared, e.g. from a Gaia table's errors), which the
+    weak-form Jeans moments subtract (:mod:`~deeppot_galpy.potential.jeans`).
     """
 
     x: np.ndarray
     v: np.ndarray
     units: Units = field(default_factory=Units.nbody)
     meta: dict = field(default_factory=dict)
+    v_cov: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.x = np.asarray(self.x, dtype=np.float64)
@@ -93,6 +96,13 @@ class PhaseSpace:
                 f"PhaseSpace has {int(bad.sum())} rows with NaN/inf; drop them explicitly "
                 "(deeppot_galpy.data applies and reports such cuts)"
             )
+        if self.v_cov is not None:
+            self.v_cov = np.asarray(self.v_cov, dtype=np.float64)
+            if self.v_cov.shape != (len(self.x), 3, 3) or not np.isfinite(self.v_cov).all():
+                raise ValueError(
+                    f"v_cov must be finite, of shape (N, 3, 3) = ({len(self.x)}, 3, 3); "
+                    f"got {self.v_cov.shape}"
+                )
 
     def __len__(self) -> int:
         return len(self.x)
@@ -107,7 +117,8 @@ class PhaseSpace:
         return cls(eta[:, :3], eta[:, 3:], units or Units.nbody(), dict(meta or {}))
 
     def subset(self, index: np.ndarray) -> PhaseSpace:
-        return PhaseSpace(self.x[index], self.v[index], self.units, dict(self.meta))
+        v_cov = None if self.v_cov is None else self.v_cov[index]
+        return PhaseSpace(self.x[index], self.v[index], self.units, dict(self.meta), v_cov)
 
     def split(self, fraction: float, seed: int) -> tuple[PhaseSpace, PhaseSpace]:
         """Random split into (1 - fraction, fraction) parts, e.g. train/validation."""

@@ -57,8 +57,11 @@ class Stars:
         else:
             # a fixed subset (not a random stream of the run): the same stars give the same
             # standardisation and region whatever the seed
-            rows = np.random.default_rng(0).choice(len(eta), _SUMMARY_ROWS, replace=False)
-            summary = PhaseSpace.from_eta(eta[np.sort(rows)], units, meta)
+            rows = np.sort(np.random.default_rng(0).choice(len(eta), _SUMMARY_ROWS, replace=False))
+            if isinstance(data, PhaseSpace):
+                summary = data.subset(rows)
+            else:
+                summary = PhaseSpace.from_eta(eta[rows], units, meta)
         return cls(eta, units, meta, summary)
 
     def sha256(self) -> str:

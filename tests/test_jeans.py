@@ -63,3 +63,16 @@ def test_jeans_term_removes_force_bias_of_a_smoothed_df(plummer):
         bias[weight] = potential_metrics(net, m, held, r_range=(0.1, 3.0))["force_bias_median"]
     assert bias[0.0] < -0.07
     assert abs(bias[10.0]) < 0.9 * abs(bias[0.0])
+
+
+def test_flattened_functions_hold_for_the_truth_and_see_a_wrong_vertical_force(plummer):
+    """Slabs 0.3 times as thick as they are wide: the true force satisfies them, and a force
+    whose z component alone is 15% too strong does not."""
+    m, ps, _ = plummer
+    slabs = JeansMoments(ps.x, ps.v, ps.region(), n_functions=64, seed=2, flattening=0.3)
+    ratio = (slabs._inv_w2[:, 0] / slabs._inv_w2[:, 2]).sqrt()
+    assert torch.allclose(ratio, torch.full_like(ratio, 0.3))
+    x = slabs.x.double().numpy()
+    truth = slabs.violation(-m.acceleration(x))
+    assert truth < 0.08
+    assert slabs.violation(-m.acceleration(x) * np.array([1.0, 1.0, 1.15])) > 2 * truth

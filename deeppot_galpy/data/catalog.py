@@ -5,7 +5,12 @@ Column conventions, detected in this order (or chosen with ``convention=``):
 ``gaia``
     Gaia archive names ``ra, dec`` [deg], ``parallax`` [mas], ``pmra`` (includes cos dec),
     ``pmdec`` [mas/yr], ``radial_velocity`` [km/s]; ``parallax_error`` [mas] for the S/N cut,
-    ``source_id`` for duplicates. Distance :math:`d` [kpc] :math:`= 1/(\varpi - \varpi_0)` [mas].
+    ``source_id`` for duplicates.
+    Optional ``pmra_error``, ``pmdec_error``, ``radial_velocity_error``, ``parallax_error`` and
+    the correlations ``pmra_pmdec_corr``, ``parallax_pmra_corr``, ``parallax_pmdec_corr`` give
+    each star's velocity covariance (``PhaseSpace.v_cov``; the ``distance`` convention takes
+    the proper-motion and RV errors), which the fit's Jeans moments subtract.
+    Distance :math:`d` [kpc] :math:`= 1/(\varpi - \varpi_0)` [mas].
 ``distance``
     ``ra, dec, distance, pmra, pmdec, radial_velocity``, distance in any length unit.
 ``galactocentric``
@@ -53,6 +58,7 @@ from .frames import (
     observables_to_galactocentric,
     skycoord_to_galactocentric,
     sun_position,
+    velocity_covariance,
 )
 
 __all__ = [
@@ -69,6 +75,13 @@ CONVENTIONS: dict[str, tuple[str, ...]] = {
     "galactocentric": ("x", "y", "z", "v_x", "v_y", "v_z"),
 }
 
+# Gaia's correlation columns that enter the velocity covariance -> the observables they pair
+_CORRELATIONS = {
+    "pmra_pmdec_corr": ("pmra", "pmdec"),
+    "parallax_pmra_corr": ("parallax", "pmra"),
+    "parallax_pmdec_corr": ("parallax", "pmdec"),
+}
+
 # Gaia archive units, also the units each column is converted to.
 _GAIA_UNITS = {
     "ra": u.deg,
@@ -78,6 +91,10 @@ _GAIA_UNITS = {
     "pmra": MASYR,
     "pmdec": MASYR,
     "radial_velocity": KMS,
+    "pmra_error": MASYR,
+    "pmdec_error": MASYR,
+    "radial_velocity_error": KMS,
+    **{c: u.dimensionless_unscaled for c in _CORRELATIONS},
 }
 _UNITS = {
     **_GAIA_UNITS,
@@ -86,7 +103,8 @@ _UNITS = {
     **{c: KMS for c in ("v_x", "v_y", "v_z")},
     "magnitude": u.mag,
 }
-_OPTIONAL = ("source_id", "parallax_error")
+_VELOCITY_ERRORS = ("pmra_error", "pmdec_error", "radial_velocity_error", "parallax_error")
+_OPTIONAL = ("source_id", *_VELOCITY_ERRORS, *_CORRELATIONS)
 
 _FORMATS = {
     ".ecsv": "ascii.ecsv",
@@ -222,8 +240,9 @@ def _float_column(table: Table, colname: str, name: str, assume_gaia_units: bool
     col = table[colname]
     unit = getattr(col, "unit", None)
     if unit is None or unit == u.dimensionless_unscaled:
-        # magnitudes are often stored without a unit, and there is no other scale to take
-        if not (name == "magnitude" or (assume_gaia_units and name in _GAIA_UNITS)):
+        # magnitudes are often stored without a unit, correlations have none
+        unitless = name == "magnitude" or name in _CORRELATIONS
+        if not (unitless or (assume_gaia_units and name in _GAIA_UNITS)):
             hint = (
                 " or pass assume_gaia_units=True to take the Gaia archive units"
                 if name in _GAIA_UNITS
@@ -252,6 +271,20 @@ def _float_column(table: Table, colname: str, name: str, assume_gaia_units: bool
     if mask is not None and np.any(mask):
         values = np.where(mask, np.nan, values)
     return values
+
+
+def _check_errors(cols: dict[str, np.ndarray], names: dict[str, str]) -> None:
+    """Refuse negative errors and correlations outside [-1, 1] (NaN is left to the cuts)."""
+    for c, values in cols.items():
+        with np.errstate(invalid="ignore"):
+            if c in _VELOCITY_ERRORS:
+                bad, expected = values < 0, "an error must be >= 0"
+            elif c in _CORRELATIONS:
+                bad, expected = np.abs(values) > 1, "a correlation must lie in [-1, 1]"
+            else:
+                continue
+        if bad.any():
+            raise ValueError(f"column {names[c]!r} has {int(bad.sum())} invalid values: {expected}")
 
 
 def _source_id(table: Table, colname: str) -> tuple[np.ndarray, np.ndarray | None]:
@@ -342,14 +375,15 @@ def catalog_to_phasespace(
                 f"{cuts.magnitude_column!r} column, not a SkyCoord"
             )
         x, v, sel, columns = _skycoord_rows(source, frame)
-        description, extra_meta, magnitude = f"SkyCoord (frame {source.frame.name})", {}, None
+        description, extra_meta = f"SkyCoord (frame {source.frame.name})", {}
+        magnitude, v_cov = None, None
     else:
         frame = frame if frame is not None else FrameParameters()
         wanted = {c for names in CONVENTIONS.values() for c in names} | set(_OPTIONAL)
         if cuts.magnitude_limit is not None:
             wanted.add(cuts.magnitude_column)
         table, description = _as_table(source, format, sorted(wanted))
-        x, v, sel, columns, magnitude = _table_rows(
+        x, v, sel, columns, magnitude, v_cov = _table_rows(
             table, frame, cuts, convention, assume_gaia_units
         )
         extra_meta = {}
@@ -367,6 +401,7 @@ def catalog_to_phasespace(
     if not inside.all():
         x, v = x[inside], v[inside]
         magnitude = magnitude[inside] if magnitude is not None else None
+        v_cov = v_cov[inside] if v_cov is not None else None
     report = sel.report
     report.notes.append(_frame_summary(frame))
     sel.check_min_stars(cuts.min_stars)
@@ -383,6 +418,19 @@ def catalog_to_phasespace(
             f"{near:.2f} to {far:.2f} kpc from the Sun (the 10th and 90th percentile distances)"
         )
 
+    if v_cov is not None:
+        used = [c for c in (*_VELOCITY_ERRORS, *_CORRELATIONS) if c in columns["used"]]
+        sigma = np.sqrt(np.trace(v_cov, axis1=1, axis2=2) / 3)
+        if not sigma.any():
+            v_cov = None  # exact velocities: nothing to subtract
+            report.notes.append(f"velocity errors from {', '.join(used)}: all zero")
+        else:
+            report.notes.append(
+                f"velocity errors from {', '.join(used)}: rms per axis {np.median(sigma):.3g} "
+                f"km/s (median; 90th percentile {np.percentile(sigma, 90):.3g}); the fit's "
+                "Jeans moments subtract each star's velocity covariance"
+            )
+
     meta = {
         "frame": frame.to_dict(),
         "cuts": cuts.to_dict(),
@@ -393,7 +441,7 @@ def catalog_to_phasespace(
         "columns": columns,
         **extra_meta,
     }
-    return PhaseSpace(x, v, Units.galactic(), meta), report
+    return PhaseSpace(x, v, Units.galactic(), meta, v_cov), report
 
 
 def _skycoord_rows(coord: SkyCoord, frame: FrameParameters):
@@ -425,8 +473,15 @@ def _table_rows(
             "the parallax S/N cut needs a parallax_error column [mas], which the catalog "
             "lacks; add it, or disable the cut with min_parallax_over_error=None"
         )
-    needed = list(CONVENTIONS[conv]) + (["parallax_error"] if use_snr else [])
+    needed = list(CONVENTIONS[conv])
+    if conv != "galactocentric":  # the parallax's only with parallaxes
+        needed += [
+            c
+            for c in (*_VELOCITY_ERRORS, *_CORRELATIONS)
+            if c in names and (conv == "gaia" or "parallax" not in c)
+        ]
     cols = {c: _float_column(table, names[c], c, assume_gaia_units) for c in needed}
+    _check_errors(cols, names)
     if cuts.magnitude_limit is not None:
         found = _match(table.colnames, cuts.magnitude_column)
         if found is None:
@@ -486,4 +541,19 @@ def _table_rows(
     )
     columns = {"convention": conv, "used": used, "assume_gaia_units": assume_gaia_units}
     magnitude = cols["magnitude"][rows] if "magnitude" in cols else None
-    return x, v, sel, columns, magnitude
+    v_cov = None
+    if any(c in cols for c in _VELOCITY_ERRORS):
+        errors = {c.removesuffix("_error"): cols[c][rows] for c in _VELOCITY_ERRORS if c in cols}
+        pairs = {pair: cols[c][rows] for c, pair in _CORRELATIONS.items() if c in cols}
+        d = distance[rows] if conv == "gaia" else distance
+        v_cov = velocity_covariance(
+            cols["ra"][rows],
+            cols["dec"][rows],
+            d,
+            cols["pmra"][rows],
+            cols["pmdec"][rows],
+            errors,
+            pairs,
+            frame,
+        )
+    return x, v, sel, columns, magnitude, v_cov

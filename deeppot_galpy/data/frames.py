@@ -46,10 +46,14 @@ __all__ = [
     "observables_to_galactocentric",
     "skycoord_to_galactocentric",
     "sun_position",
+    "velocity_covariance",
 ]
 
 KMS = u.km / u.s
 MASYR = u.mas / u.yr
+
+# km/s per (kpc mas/yr): v_tan = K d mu
+_K = (1 * u.kpc * MASYR).to_value(KMS, equivalencies=u.dimensionless_angles())
 
 # Rows per astropy transform: ~300 MB of temporaries at 10^6, ~1 s each on one core.
 CHUNK_ROWS = 1_000_000
@@ -211,6 +215,64 @@ def observables_to_galactocentric(
         )
         x[s], v[s] = _galactocentric_arrays(icrs.transform_to(gc_frame))
     return x, v
+
+
+def _icrs_rotation(frame: FrameParameters) -> np.ndarray:
+    """The 3x3 matrix taking an ICRS velocity to a Galactocentric one (the map is affine, so
+    differences of transformed velocities at any one position give its columns)."""
+    vel = np.concatenate([np.zeros((3, 1)), np.eye(3)], axis=1) * KMS  # 0, e_x, e_y, e_z
+    pos = np.ones((3, 4)) * u.kpc
+    icrs = ICRS(CartesianRepresentation(pos, differentials=CartesianDifferential(vel)))
+    _, v = _galactocentric_arrays(icrs.transform_to(frame.to_frame()))
+    return (v[1:] - v[0]).T
+
+
+def velocity_covariance(
+    ra: np.ndarray,
+    dec: np.ndarray,
+    distance: np.ndarray,
+    pmra: np.ndarray,
+    pmdec: np.ndarray,
+    errors: dict[str, np.ndarray],
+    correlations: dict[tuple[str, str], np.ndarray],
+    frame: FrameParameters,
+) -> np.ndarray:
+    r"""Each star's Galactocentric velocity covariance [(km/s)^2], (N, 3, 3), to first order.
+
+    The heliocentric velocity is :math:`v_r\hat n + K d(\mu_{\alpha*}\hat e_\alpha +
+    \mu_\delta\hat e_\delta)` with :math:`d = 1/\varpi`, so its Jacobian J has the columns
+    :math:`\partial/\partial\mu_{\alpha*} = K d\hat e_\alpha`,
+    :math:`\partial/\partial\mu_\delta = K d\hat e_\delta`, :math:`\partial/\partial v_r =
+    \hat n` and :math:`\partial/\partial\varpi = -K d^2(\mu_{\alpha*}\hat e_\alpha +
+    \mu_\delta\hat e_\delta)`, and the covariance is :math:`R J\Sigma J^T R^T`, R the
+    ICRS -> Galactocentric rotation, :math:`\Sigma` the observables' covariance.
+
+    ``errors`` maps any of ``pmra``, ``pmdec``, ``radial_velocity`` [mas/yr, km/s] and
+    ``parallax`` [mas] to their standard deviations (an absent one counts as exact);
+    ``correlations`` maps pairs of those names to correlation coefficients (Gaia's
+    ``pmra_pmdec_corr`` etc.). Position errors are not propagated.
+    """
+    a, b = np.radians(ra), np.radians(dec)
+    zero = np.zeros_like(a)
+    e_ra = np.stack([-np.sin(a), np.cos(a), zero], axis=1)
+    e_dec = np.stack([-np.sin(b) * np.cos(a), -np.sin(b) * np.sin(a), np.cos(b)], axis=1)
+    n = np.stack([np.cos(b) * np.cos(a), np.cos(b) * np.sin(a), np.sin(b)], axis=1)
+    d = distance[:, None]
+    columns = {
+        "pmra": _K * d * e_ra,
+        "pmdec": _K * d * e_dec,
+        "radial_velocity": n,
+        "parallax": -_K * d**2 * (pmra[:, None] * e_ra + pmdec[:, None] * e_dec),
+    }
+    # columns scaled by each observable's error: J diag(sigma), so Sigma's part is the correlations
+    scaled = {k: columns[k] * errors[k][:, None] for k in columns if k in errors}
+    cov = sum(np.einsum("ni,nj->nij", c, c) for c in scaled.values())
+    for (p, q), rho in correlations.items():
+        if p in scaled and q in scaled:
+            cross = np.einsum("ni,nj->nij", scaled[p], scaled[q]) * rho[:, None, None]
+            cov = cov + cross + cross.transpose(0, 2, 1)
+    rot = _icrs_rotation(frame)
+    return np.einsum("ij,njk,lk->nil", rot, cov, rot)
 
 
 def galactocentric_to_observables(

@@ -90,6 +90,10 @@ class PotentialTraining:
     jeans_functions: int = 384
     jeans_neighbours: float | tuple[float, float] = (0.002, 0.02)  # (min, max): mixed scales
     jeans_batch: int = 512
+    # subtract the stars' velocity measurement covariances (PhaseSpace.v_cov) from the moments
+    jeans_deconvolve: bool = True
+    # the test functions' width along z over that along x and y (< 1: thin slabs, for a disk)
+    jeans_flattening: float = 1.0
     # bootstrap replicates for error bars (potential/replicates.py): how many (0 = none), and
     # the steps each is refitted for, starting from the main fit
     replicates: int = 0
@@ -103,6 +107,8 @@ class PotentialTraining:
                 "replicates must be 0 (no error bars) or >= 2 (a spread needs two), and "
                 f"replicate_steps >= 1 (got {self.replicates}, {self.replicate_steps})"
             )
+        if not 0 < self.jeans_flattening <= 1:
+            raise ValueError(f"jeans_flattening must be in (0, 1], got {self.jeans_flattening!r}")
         nb = self.jeans_neighbours
         bounds = (nb, nb) if isinstance(nb, int | float) else tuple(nb)
         if len(bounds) != 2 or not 0 < bounds[0] <= bounds[1] <= 1:

@@ -17,13 +17,23 @@ set by the local star density (the distance to the k-th nearest of the subsample
 fraction of the stars or, to mix scales, log-uniform in a range of fractions) and kept well
 inside the stars' region. Smaller functions reach further into a core, where a wide Gaussian
 centred near the middle averages a force that changes sign; they are noisier, being sums
-over fewer stars.
+over fewer stars. ``flattening`` q < 1 makes them slabs, :math:`s_z = q s_m` (a disk's
+vertical force changes over a scale height, its radial one over kiloparsecs); the neighbour
+count is then taken in coordinates with z stretched by 1/q.
 
 ``velocity`` replaces the factor :math:`v_j` by other families of velocity factors
 :math:`h_{mk}(\vec v)` (:mod:`~deeppot_galpy.potential.weakform`: third moments, Gaussian
 velocity windows), each giving :math:`\langle\psi_m\nabla_v h_{mk}\cdot\nabla\Phi\rangle_\star
 = \langle h_{mk}\,\vec v\cdot\nabla\psi_m\rangle_\star`; the default ``"linear"`` is the
 equation above.
+
+Measured velocities :math:`\vec v + \vec\epsilon` with errors of zero mean and covariance
+:math:`C` (per star) inflate the second moments: :math:`\langle (v_j + \epsilon_j)
+(\vec v + \vec\epsilon)\cdot\nabla\psi\rangle = \langle v_j\,\vec v\cdot\nabla\psi\rangle +
+\langle (C\nabla\psi)_j\rangle`, so ``v_cov`` subtracts :math:`\langle (C\nabla\psi)_j
+\rangle` (exact for the linear family, whatever the errors' distribution; the right-hand
+side is linear in the velocities and unbiased). Position errors are not corrected: they
+smooth each test function, on both sides alike.
 
 For a catalog that holds a fraction :math:`S(\vec x)` of the stars
 (:mod:`~deeppot_galpy.completeness`) the test function is :math:`S\psi`, so
@@ -68,18 +78,25 @@ class JeansMoments:
         device: str | torch.device = "cpu",
         velocity: str | Sequence[str] = "linear",
         completeness: Completeness | None = None,
+        v_cov: np.ndarray | None = None,
+        flattening: float = 1.0,
     ):
         self.families = parse_families(velocity)
+        if v_cov is not None and any(f.name != "linear" for f in self.families):
+            raise ValueError("velocity-error deconvolution is implemented for the linear family")
         rng = np.random.default_rng(seed)
         idx = np.sort(rng.choice(len(x), min(n_stars, len(x)), replace=False))
         x, v = np.asarray(x[idx], dtype=np.float64), np.asarray(v[idx], dtype=np.float64)
+        cov = None if v_cov is None else torch.as_tensor(np.asarray(v_cov[idx], np.float64))
         center = np.asarray(region["center"])
         f_lo, f_hi = (neighbours, neighbours) if np.isscalar(neighbours) else neighbours
         cand = x[rng.choice(len(x), min(len(x), 4 * n_functions), replace=False)]
         # each function's neighbour count, log-uniform in [lo, hi] (a range mixes scales)
         k = np.maximum(8, np.exp(rng.uniform(np.log(f_lo), np.log(f_hi), len(cand))) * len(x))
         k = np.minimum(k.astype(int), len(x))
-        dist = cKDTree(x).query(cand, k=int(k.max()))[0]
+        # in coordinates with z stretched by 1 / flattening the functions are round
+        stretch = np.array([1.0, 1.0, flattening])
+        dist = cKDTree(x / stretch).query(cand / stretch, k=int(k.max()))[0]
         width = dist[np.arange(len(cand)), k - 1]
         # 2.5 widths inside the region: psi ~ 4e-2 there, and falls as a Gaussian beyond
         inside = np.linalg.norm(cand - center, axis=1) + 2.5 * width < region["r_max"]
@@ -87,7 +104,7 @@ class JeansMoments:
         if len(self.centers) < 8:
             raise ValueError("too few Jeans test functions fit inside the stars' region")
         self._c = torch.as_tensor(self.centers, dtype=torch.float64)
-        self._inv_w2 = torch.as_tensor(self.widths**-2.0, dtype=torch.float64)
+        self._inv_w2 = torch.as_tensor((self.widths[:, None] * stretch) ** -2.0)  # (M, 3)
         xs, vs = torch.as_tensor(x), torch.as_tensor(v)
         # each function's velocity frame: the psi-weighted mean velocity and rms dispersion
         mom = torch.zeros(len(self.centers), 5, dtype=torch.float64)  # sums of psi (1, v, v^2)
@@ -99,21 +116,23 @@ class JeansMoments:
             mom += self.psi(xs[lo : lo + _CHUNK]).T @ powers
         self._u = mom[:, 1:4] / mom[:, :1]
         self._s = torch.sqrt((mom[:, 4] / mom[:, 0] - self._u.square().sum(1)).clamp(min=0.0) / 3)
-        # A_mk = < h_mk v . (grad psi_m + psi_m grad ln S) >, grad psi_m = -psi_m (x - c_m) / w_m^2
+        # A_mk = < h_mk v . (grad psi_m + psi_m grad ln S) > (less < C grad psi_m > for errors)
         A = [torch.zeros(len(self.centers), f.size, dtype=torch.float64) for f in self.families]
-        v_dot_grad_log_s = torch.zeros(len(x), dtype=torch.float64)
+        grad_log_s = torch.zeros(len(x), 3, dtype=torch.float64)
         if completeness is not None:
-            v_dot_grad_log_s = torch.as_tensor((v * completeness.grad_log(x)).sum(1))
+            grad_log_s = torch.as_tensor(completeness.grad_log(x))
         for lo in range(0, len(x), _CHUNK):
             xc, vc = xs[lo : lo + _CHUNK], vs[lo : lo + _CHUNK]
-            d = xc.unsqueeze(1) - self._c
-            vdg = (
-                v_dot_grad_log_s[lo : lo + _CHUNK, None]
-                - torch.einsum("nk,nmk->nm", vc, d) * self._inv_w2
-            ) * self.psi(xc)
+            # grad(S psi) / S = psi (grad ln S - (x - c) / w^2): (n, M, 3)
+            grad = self.psi(xc).unsqueeze(-1) * (
+                grad_log_s[lo : lo + _CHUNK, None] - (xc.unsqueeze(1) - self._c) * self._inv_w2
+            )
+            vdg = torch.einsum("nk,nmk->nm", vc, grad)
             w = self._relative(vc)
             for a, fam in zip(A, self.families, strict=True):
                 a += torch.einsum("nmk,nm->mk", fam.value(vc, w, self._s), vdg)
+            if cov is not None:  # the linear family alone (checked above)
+                A[0] -= torch.einsum("nkj,nmj->mk", cov[lo : lo + _CHUNK], grad)
         self.A = [(a / len(x)).to(device, torch.float32) for a in A]
         self.norm = [float(a.square().sum()) for a in self.A]
         self.x = torch.as_tensor(x, dtype=torch.float32, device=device)
@@ -125,8 +144,7 @@ class JeansMoments:
     def psi(self, x: Tensor) -> Tensor:
         """The test functions at x (N, 3) -> (N, M), computed when needed (not stored for all
         the stars: N x M floats would dominate the memory of a fit with many functions)."""
-        d2 = (x.unsqueeze(1) - self._c).square().sum(-1)
-        return torch.exp(-0.5 * d2 * self._inv_w2)
+        return torch.exp(-0.5 * ((x.unsqueeze(1) - self._c).square() * self._inv_w2).sum(-1))
 
     def _relative(self, v: Tensor) -> Tensor:
         """Velocities in each function's frame, (v - u_m) / s_m: (N, M, 3)."""
