@@ -166,6 +166,7 @@ def jeans_moments(
         completeness=Completeness.from_meta(stars.meta),
         v_cov=stars.v_cov if cfg.jeans_deconvolve else None,
         flattening=cfg.jeans_flattening,
+        normal="radial" if cfg.config.symmetry == "spherical" else "z",
     )
 
 

@@ -92,7 +92,8 @@ class PotentialTraining:
     jeans_batch: int = 512
     # subtract the stars' velocity measurement covariances (PhaseSpace.v_cov) from the moments
     jeans_deconvolve: bool = True
-    # the test functions' width along z over that along x and y (< 1: thin slabs, for a disk)
+    # the test functions' thickness over their width (< 1: slabs normal to z, or shells normal
+    # to the radius in a spherical fit; potential/jeans.py)
     jeans_flattening: float = 1.0
     # bootstrap replicates for error bars (potential/replicates.py): how many (0 = none), and
     # the steps each is refitted for, starting from the main fit

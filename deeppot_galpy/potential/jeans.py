@@ -17,9 +17,11 @@ set by the local star density (the distance to the k-th nearest of the subsample
 fraction of the stars or, to mix scales, log-uniform in a range of fractions) and kept well
 inside the stars' region. Smaller functions reach further into a core, where a wide Gaussian
 centred near the middle averages a force that changes sign; they are noisier, being sums
-over fewer stars. ``flattening`` q < 1 makes them slabs, :math:`s_z = q s_m` (a disk's
-vertical force changes over a scale height, its radial one over kiloparsecs); the neighbour
-count is then taken in coordinates with z stretched by 1/q.
+over fewer stars. ``flattening`` q < 1 makes them slabs of the same volume, thinner by q along a
+``normal`` than across it: :math:`s_\parallel = q^{2/3} s_m`, :math:`s_\perp = q^{-1/3} s_m`,
+the normal being z (a disk's vertical force changes over a scale height, its radial one over
+kiloparsecs) or the direction of the function's centre from the origin (``"radial"``: shells,
+for a sphere whose force changes faster with radius than across a shell).
 
 ``velocity`` replaces the factor :math:`v_j` by other families of velocity factors
 :math:`h_{mk}(\vec v)` (:mod:`~deeppot_galpy.potential.weakform`: third moments, Gaussian
@@ -60,7 +62,21 @@ from .weakform import parse_families
 
 __all__ = ["JeansMoments"]
 
+NORMALS = ("z", "radial")
+
 _CHUNK = 4096  # stars per pass when precomputing: (chunk x functions x factors) floats
+
+
+def _metric(centers: np.ndarray, across: np.ndarray, along: np.ndarray, normal: str) -> np.ndarray:
+    """Each function's inverse covariance (M, 3, 3): (I - n n^T) / across^2 + n n^T / along^2."""
+    if normal == "z":
+        n = np.broadcast_to([0.0, 0.0, 1.0], centers.shape)
+    elif normal == "radial":
+        n = centers / np.linalg.norm(centers, axis=1, keepdims=True).clip(min=1e-12)
+    else:
+        raise ValueError(f"unknown normal {normal!r}; use one of {NORMALS}")
+    nn = np.einsum("mi,mj->mij", n, n)
+    return (np.eye(3) - nn) / across[:, None, None] ** 2 + nn / along[:, None, None] ** 2
 
 
 class JeansMoments:
@@ -80,6 +96,7 @@ class JeansMoments:
         completeness: Completeness | None = None,
         v_cov: np.ndarray | None = None,
         flattening: float = 1.0,
+        normal: str = "z",
     ):
         self.families = parse_families(velocity)
         if v_cov is not None and any(f.name != "linear" for f in self.families):
@@ -94,17 +111,18 @@ class JeansMoments:
         # each function's neighbour count, log-uniform in [lo, hi] (a range mixes scales)
         k = np.maximum(8, np.exp(rng.uniform(np.log(f_lo), np.log(f_hi), len(cand))) * len(x))
         k = np.minimum(k.astype(int), len(x))
-        # in coordinates with z stretched by 1 / flattening the functions are round
-        stretch = np.array([1.0, 1.0, flattening])
-        dist = cKDTree(x / stretch).query(cand / stretch, k=int(k.max()))[0]
+        dist = cKDTree(x).query(cand, k=int(k.max()))[0]
         width = dist[np.arange(len(cand)), k - 1]
+        across, along = width * flattening ** (-1 / 3), width * flattening ** (2 / 3)
         # 2.5 widths inside the region: psi ~ 4e-2 there, and falls as a Gaussian beyond
-        inside = np.linalg.norm(cand - center, axis=1) + 2.5 * width < region["r_max"]
+        inside = np.linalg.norm(cand - center, axis=1) + 2.5 * across < region["r_max"]
         self.centers, self.widths = cand[inside][:n_functions], width[inside][:n_functions]
         if len(self.centers) < 8:
             raise ValueError("too few Jeans test functions fit inside the stars' region")
         self._c = torch.as_tensor(self.centers, dtype=torch.float64)
-        self._inv_w2 = torch.as_tensor((self.widths[:, None] * stretch) ** -2.0)  # (M, 3)
+        self._metric = torch.as_tensor(
+            _metric(self.centers, across[inside][:n_functions], along[inside][:n_functions], normal)
+        )
         xs, vs = torch.as_tensor(x), torch.as_tensor(v)
         # each function's velocity frame: the psi-weighted mean velocity and rms dispersion
         mom = torch.zeros(len(self.centers), 5, dtype=torch.float64)  # sums of psi (1, v, v^2)
@@ -125,7 +143,8 @@ class JeansMoments:
             xc, vc = xs[lo : lo + _CHUNK], vs[lo : lo + _CHUNK]
             # grad(S psi) / S = psi (grad ln S - (x - c) / w^2): (n, M, 3)
             grad = self.psi(xc).unsqueeze(-1) * (
-                grad_log_s[lo : lo + _CHUNK, None] - (xc.unsqueeze(1) - self._c) * self._inv_w2
+                grad_log_s[lo : lo + _CHUNK, None]
+                - torch.einsum("mij,nmj->nmi", self._metric, xc.unsqueeze(1) - self._c)
             )
             vdg = torch.einsum("nk,nmk->nm", vc, grad)
             w = self._relative(vc)
@@ -137,14 +156,15 @@ class JeansMoments:
         self.norm = [float(a.square().sum()) for a in self.A]
         self.x = torch.as_tensor(x, dtype=torch.float32, device=device)
         self.v = torch.as_tensor(v, dtype=torch.float32, device=device)
-        self._c, self._inv_w2, self._u, self._s = (
-            t.to(device, torch.float32) for t in (self._c, self._inv_w2, self._u, self._s)
+        self._c, self._metric, self._u, self._s = (
+            t.to(device, torch.float32) for t in (self._c, self._metric, self._u, self._s)
         )
 
     def psi(self, x: Tensor) -> Tensor:
         """The test functions at x (N, 3) -> (N, M), computed when needed (not stored for all
         the stars: N x M floats would dominate the memory of a fit with many functions)."""
-        return torch.exp(-0.5 * ((x.unsqueeze(1) - self._c).square() * self._inv_w2).sum(-1))
+        d = x.unsqueeze(1) - self._c
+        return torch.exp(-0.5 * torch.einsum("nmi,mij,nmj->nm", d, self._metric, d))
 
     def _relative(self, v: Tensor) -> Tensor:
         """Velocities in each function's frame, (v - u_m) / s_m: (N, M, 3)."""
