@@ -165,8 +165,8 @@ def jeans_moments(
         device=device,
         completeness=Completeness.from_meta(stars.meta),
         v_cov=stars.v_cov if cfg.jeans_deconvolve else None,
-        flattening=cfg.jeans_flattening,
-        normal="radial" if cfg.config.symmetry == "spherical" else "z",
+        aspect=cfg.jeans_aspect,
+        symmetry=cfg.config.symmetry,
     )
 
 

@@ -65,33 +65,31 @@ def test_jeans_term_removes_force_bias_of_a_smoothed_df(plummer):
     assert abs(bias[10.0]) < 0.9 * abs(bias[0.0])
 
 
-def test_flattened_functions_hold_for_the_truth_and_see_a_wrong_vertical_force(plummer):
-    """Slabs 0.3 times as thick as they are wide: the true force satisfies them, and a force
-    whose z component alone is 15% too strong does not."""
+@pytest.mark.parametrize("symmetry", ["spherical", "axisymmetric"])
+def test_elongated_functions_hold_for_the_truth_and_see_a_wrong_force(plummer, symmetry):
+    """Shells (spherical) or arcs (axisymmetric), 0.3 times as thick as long: the long axes
+    lie along the symmetry's orbit through each centre, the volume is a round function's, the
+    true force satisfies them, and one 15% too strong does not."""
     m, ps, _ = plummer
-    slabs = JeansMoments(ps.x, ps.v, ps.region(), n_functions=64, seed=2, flattening=0.3)
-    axes = torch.linalg.eigvalsh(slabs._metric.double()) ** -0.5  # widths, widest first
-    assert torch.allclose(axes[:, 2] / axes[:, 0], torch.full_like(axes[:, 0], 0.3), rtol=1e-4)
-    assert torch.allclose(slabs._metric[:, 2, 2].double(), axes[:, 2] ** -2, rtol=1e-4)
-    x = slabs.x.double().numpy()
-    truth = slabs.violation(-m.acceleration(x))
-    assert truth < 0.08
-    assert slabs.violation(-m.acceleration(x) * np.array([1.0, 1.0, 1.15])) > 2 * truth
-
-
-def test_shells_hold_for_the_truth_and_see_a_wrong_radial_force(plummer):
-    """Functions 0.3 times as thin along their centre's radius: the true force satisfies
-    them, and one 15% too strong does not."""
-    m, ps, _ = plummer
-    shells = JeansMoments(
-        ps.x, ps.v, ps.region(), n_functions=64, seed=2, flattening=0.3, normal="radial"
+    jeans = JeansMoments(
+        ps.x, ps.v, ps.region(), n_functions=64, seed=2, aspect=0.3, symmetry=symmetry
     )
-    n = shells._c.double() / shells._c.double().norm(dim=1, keepdim=True)
-    thin = torch.einsum("mi,mij,mj->m", n, shells._metric.double(), n)
-    assert torch.allclose(thin, torch.linalg.eigvalsh(shells._metric.double())[:, 2], rtol=1e-4)
-    x = shells.x.double().numpy()
-    truth = shells.violation(-m.acceleration(x))
+    c = jeans._c.double()
+    metric = jeans._metric.double()
+    eig = torch.linalg.eigvalsh(metric)  # 1 / width^2, long axes first
+    widths = eig**-0.5
+    assert torch.allclose(widths.prod(1), torch.as_tensor(jeans.widths) ** 3, rtol=1e-4)
+    if symmetry == "spherical":
+        thin = c / c.norm(dim=1, keepdim=True)  # the radius is the one thin axis
+        assert torch.allclose(torch.einsum("mi,mij,mj->m", thin, metric, thin), eig[:, 2])
+    else:
+        long = torch.stack([-c[:, 1], c[:, 0], torch.zeros_like(c[:, 0])], 1)
+        long = long / long.norm(dim=1, keepdim=True)  # the azimuth is the one long axis
+        assert torch.allclose(torch.einsum("mi,mij,mj->m", long, metric, long), eig[:, 0])
+    assert torch.allclose(widths[:, 2] / widths[:, 0], torch.full_like(eig[:, 0], 0.3))
+    x = jeans.x.double().numpy()
+    truth = jeans.violation(-m.acceleration(x))
     assert truth < 0.1  # Monte Carlo noise of 2^15 stars
-    assert shells.violation(-1.15 * m.acceleration(x)) > 2 * truth
-    with pytest.raises(ValueError, match="unknown normal"):
-        JeansMoments(ps.x, ps.v, ps.region(), n_functions=64, normal="x")
+    assert jeans.violation(-1.15 * m.acceleration(x)) > 2 * truth
+    with pytest.raises(ValueError, match="unknown symmetry"):
+        JeansMoments(ps.x, ps.v, ps.region(), n_functions=64, symmetry="cylindrical")

@@ -92,9 +92,9 @@ class PotentialTraining:
     jeans_batch: int = 512
     # subtract the stars' velocity measurement covariances (PhaseSpace.v_cov) from the moments
     jeans_deconvolve: bool = True
-    # the test functions' thickness over their width (< 1: slabs normal to z, or shells normal
-    # to the radius in a spherical fit; potential/jeans.py)
-    jeans_flattening: float = 1.0
+    # with a symmetry, the test functions' thickness across its orbits over their length along
+    # them (shells in a spherical fit, arcs in an axisymmetric one; 1: round; potential/jeans.py)
+    jeans_aspect: float = 1.0
     # bootstrap replicates for error bars (potential/replicates.py): how many (0 = none), and
     # the steps each is refitted for, starting from the main fit
     replicates: int = 0
@@ -108,8 +108,8 @@ class PotentialTraining:
                 "replicates must be 0 (no error bars) or >= 2 (a spread needs two), and "
                 f"replicate_steps >= 1 (got {self.replicates}, {self.replicate_steps})"
             )
-        if not 0 < self.jeans_flattening <= 1:
-            raise ValueError(f"jeans_flattening must be in (0, 1], got {self.jeans_flattening!r}")
+        if not 0 < self.jeans_aspect <= 1:
+            raise ValueError(f"jeans_aspect must be in (0, 1], got {self.jeans_aspect!r}")
         nb = self.jeans_neighbours
         bounds = (nb, nb) if isinstance(nb, int | float) else tuple(nb)
         if len(bounds) != 2 or not 0 < bounds[0] <= bounds[1] <= 1:

@@ -17,11 +17,17 @@ set by the local star density (the distance to the k-th nearest of the subsample
 fraction of the stars or, to mix scales, log-uniform in a range of fractions) and kept well
 inside the stars' region. Smaller functions reach further into a core, where a wide Gaussian
 centred near the middle averages a force that changes sign; they are noisier, being sums
-over fewer stars. ``flattening`` q < 1 makes them slabs of the same volume, thinner by q along a
-``normal`` than across it: :math:`s_\parallel = q^{2/3} s_m`, :math:`s_\perp = q^{-1/3} s_m`,
-the normal being z (a disk's vertical force changes over a scale height, its radial one over
-kiloparsecs) or the direction of the function's centre from the origin (``"radial"``: shells,
-for a sphere whose force changes faster with radius than across a shell).
+over fewer stars.
+
+With a ``symmetry``, the functions may be stretched along the symmetry's orbits, where the
+potential does not change, and thinned across them, where it does, at a fixed volume:
+thickness over length ``aspect`` = q. For ``"spherical"`` they are shells, long in the two
+directions across the centre's radius vector and thin along it; for ``"axisymmetric"`` and
+``"mirror"``, arcs, long along the azimuth and thin in R and z. A function with k long axes has
+lengths :math:`q^{(k-3)/3} s_m` and thicknesses :math:`q^{k/3} s_m`: it holds about as many
+stars as a round one, but measures the force at one radius (one R and z) rather than smeared
+over a ball, which matters where the force changes over less than a ball's width (a cusp, the
+ripples of a flow's gradients).
 
 ``velocity`` replaces the factor :math:`v_j` by other families of velocity factors
 :math:`h_{mk}(\vec v)` (:mod:`~deeppot_galpy.potential.weakform`: third moments, Gaussian
@@ -62,21 +68,31 @@ from .weakform import parse_families
 
 __all__ = ["JeansMoments"]
 
-NORMALS = ("z", "radial")
+ORBITS = ("none", "spherical", "axisymmetric", "mirror")
 
 _CHUNK = 4096  # stars per pass when precomputing: (chunk x functions x factors) floats
 
 
-def _metric(centers: np.ndarray, across: np.ndarray, along: np.ndarray, normal: str) -> np.ndarray:
-    """Each function's inverse covariance (M, 3, 3): (I - n n^T) / across^2 + n n^T / along^2."""
-    if normal == "z":
-        n = np.broadcast_to([0.0, 0.0, 1.0], centers.shape)
-    elif normal == "radial":
+def _metric(
+    centers: np.ndarray, width: np.ndarray, aspect: float, symmetry: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each function's inverse covariance (M, 3, 3) and its largest width (M,): long along the
+    symmetry's orbits through its centre, thin across them (see the module docstring)."""
+    if symmetry not in ORBITS:
+        raise ValueError(f"unknown symmetry {symmetry!r}; use one of {ORBITS}")
+    if symmetry == "none" or aspect == 1.0:
+        along = np.zeros((len(centers), 3, 3))  # round: no long axes
+        k = 0
+    elif symmetry == "spherical":
         n = centers / np.linalg.norm(centers, axis=1, keepdims=True).clip(min=1e-12)
-    else:
-        raise ValueError(f"unknown normal {normal!r}; use one of {NORMALS}")
-    nn = np.einsum("mi,mj->mij", n, n)
-    return (np.eye(3) - nn) / across[:, None, None] ** 2 + nn / along[:, None, None] ** 2
+        along, k = np.eye(3) - np.einsum("mi,mj->mij", n, n), 2
+    else:  # the azimuth about z
+        e_phi = np.stack([-centers[:, 1], centers[:, 0], np.zeros(len(centers))], axis=1)
+        e_phi /= np.linalg.norm(e_phi, axis=1, keepdims=True).clip(min=1e-12)
+        along, k = np.einsum("mi,mj->mij", e_phi, e_phi), 1
+    long, thin = width * aspect ** ((k - 3) / 3), width * aspect ** (k / 3)
+    metric = along / long[:, None, None] ** 2 + (np.eye(3) - along) / thin[:, None, None] ** 2
+    return metric, long
 
 
 class JeansMoments:
@@ -95,8 +111,8 @@ class JeansMoments:
         velocity: str | Sequence[str] = "linear",
         completeness: Completeness | None = None,
         v_cov: np.ndarray | None = None,
-        flattening: float = 1.0,
-        normal: str = "z",
+        aspect: float = 1.0,
+        symmetry: str = "none",
     ):
         self.families = parse_families(velocity)
         if v_cov is not None and any(f.name != "linear" for f in self.families):
@@ -113,16 +129,14 @@ class JeansMoments:
         k = np.minimum(k.astype(int), len(x))
         dist = cKDTree(x).query(cand, k=int(k.max()))[0]
         width = dist[np.arange(len(cand)), k - 1]
-        across, along = width * flattening ** (-1 / 3), width * flattening ** (2 / 3)
+        metric, reach = _metric(cand, width, aspect, symmetry)
         # 2.5 widths inside the region: psi ~ 4e-2 there, and falls as a Gaussian beyond
-        inside = np.linalg.norm(cand - center, axis=1) + 2.5 * across < region["r_max"]
+        inside = np.linalg.norm(cand - center, axis=1) + 2.5 * reach < region["r_max"]
         self.centers, self.widths = cand[inside][:n_functions], width[inside][:n_functions]
         if len(self.centers) < 8:
             raise ValueError("too few Jeans test functions fit inside the stars' region")
         self._c = torch.as_tensor(self.centers, dtype=torch.float64)
-        self._metric = torch.as_tensor(
-            _metric(self.centers, across[inside][:n_functions], along[inside][:n_functions], normal)
-        )
+        self._metric = torch.as_tensor(metric[inside][:n_functions])
         xs, vs = torch.as_tensor(x), torch.as_tensor(v)
         # each function's velocity frame: the psi-weighted mean velocity and rms dispersion
         mom = torch.zeros(len(self.centers), 5, dtype=torch.float64)  # sums of psi (1, v, v^2)
