@@ -64,9 +64,12 @@ def stars_of(mock, n: int, seed: int, errors: str) -> Stars:
 
 
 def typed(default, value: str):
-    """A variant's setting ``value`` as the type of the setting's ``default``."""
+    """A variant's setting ``value`` as the type of the setting's ``default``; ``lo:hi`` is a
+    (min, max) range."""
     if isinstance(default, bool):
         return json.loads(value.lower())
+    if ":" in value:  # a (min, max) range
+        return tuple(float(v) for v in value.split(":"))
     return type(default)(value)
 
 

@@ -165,8 +165,7 @@ def jeans_moments(
         device=device,
         completeness=Completeness.from_meta(stars.meta),
         v_cov=stars.v_cov if cfg.jeans_deconvolve else None,
-        aspect=cfg.jeans_aspect,
-        symmetry=cfg.config.symmetry,
+        shells=cfg.jeans_shells if cfg.config.symmetry == "spherical" else 1.0,
     )
 
 

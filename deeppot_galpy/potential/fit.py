@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from .. import distributed
 from ..checkpoint import Checkpoint, restore_training_state, training_state
 from .cbe import LOSSES, negative_density_penalty, stationarity_loss
-from .jeans import JeansMoments
+from .jeans import JeansMoments, fraction_range
 from .network import PotentialConfig, PotentialNet
 
 __all__ = ["CBEPoints", "PotentialTraining", "fit_potential", "point_scales"]
@@ -92,9 +92,9 @@ class PotentialTraining:
     jeans_batch: int = 512
     # subtract the stars' velocity measurement covariances (PhaseSpace.v_cov) from the moments
     jeans_deconvolve: bool = True
-    # with a symmetry, the test functions' thickness across its orbits over their length along
-    # them (shells in a spherical fit, arcs in an axisymmetric one; 1: round; potential/jeans.py)
-    jeans_aspect: float = 1.0
+    # in a spherical fit, the test functions' thickness along the radius over their length
+    # across it (shells), or a (min, max) range of it (1: round; potential/jeans.py)
+    jeans_shells: float | tuple[float, float] = 1.0
     # bootstrap replicates for error bars (potential/replicates.py): how many (0 = none), and
     # the steps each is refitted for, starting from the main fit
     replicates: int = 0
@@ -108,15 +108,8 @@ class PotentialTraining:
                 "replicates must be 0 (no error bars) or >= 2 (a spread needs two), and "
                 f"replicate_steps >= 1 (got {self.replicates}, {self.replicate_steps})"
             )
-        if not 0 < self.jeans_aspect <= 1:
-            raise ValueError(f"jeans_aspect must be in (0, 1], got {self.jeans_aspect!r}")
-        nb = self.jeans_neighbours
-        bounds = (nb, nb) if isinstance(nb, int | float) else tuple(nb)
-        if len(bounds) != 2 or not 0 < bounds[0] <= bounds[1] <= 1:
-            raise ValueError(
-                "jeans_neighbours must be a fraction of the stars in (0, 1], or a (min, max) "
-                f"range of them, got {nb!r}"
-            )
+        fraction_range(self.jeans_neighbours, "jeans_neighbours")
+        fraction_range(self.jeans_shells, "jeans_shells")
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError(
                 f"potential training needs steps and batch_size >= 1 (got {self.steps}, "

@@ -19,15 +19,16 @@ inside the stars' region. Smaller functions reach further into a core, where a w
 centred near the middle averages a force that changes sign; they are noisier, being sums
 over fewer stars.
 
-With a ``symmetry``, the functions may be stretched along the symmetry's orbits, where the
-potential does not change, and thinned across them, where it does, at a fixed volume:
-thickness over length ``aspect`` = q. For ``"spherical"`` they are shells, long in the two
-directions across the centre's radius vector and thin along it; for ``"axisymmetric"`` and
-``"mirror"``, arcs, long along the azimuth and thin in R and z. A function with k long axes has
-lengths :math:`q^{(k-3)/3} s_m` and thicknesses :math:`q^{k/3} s_m`: it holds about as many
-stars as a round one, but measures the force at one radius (one R and z) rather than smeared
-over a ball, which matters where the force changes over less than a ball's width (a cusp, the
-ripples of a flow's gradients).
+For a spherical fit the functions may be ``shells`` about the origin: long across the radius
+vector of their centre, where a spherical potential does not change, and thin along it, where
+it does, at a round function's volume. With thickness over length q, the two long axes are
+:math:`q^{-1/3} s_m` and the radial one :math:`q^{2/3} s_m`: a shell holds about as many stars
+as a round function, but measures the force at one radius rather than smeared over a ball,
+which matters where the force changes over less than a ball's width (a cusp, the ripples of a
+flow's gradients). A range (lo, hi) draws each function's q log-uniformly, mixing shapes as
+``neighbours`` mixes scales: thin shells resolve the force in radius, round functions are
+the less noisy. (Arcs along a disk's azimuth and slabs thin in z were measured too, and made
+the local disk's forces worse: benchmarks/RESULTS.md, section 10.)
 
 ``velocity`` replaces the factor :math:`v_j` by other families of velocity factors
 :math:`h_{mk}(\vec v)` (:mod:`~deeppot_galpy.potential.weakform`: third moments, Gaussian
@@ -66,33 +67,26 @@ from torch import Tensor
 from ..completeness import Completeness
 from .weakform import parse_families
 
-__all__ = ["JeansMoments"]
-
-ORBITS = ("none", "spherical", "axisymmetric", "mirror")
+__all__ = ["JeansMoments", "fraction_range"]
 
 _CHUNK = 4096  # stars per pass when precomputing: (chunk x functions x factors) floats
 
 
-def _metric(
-    centers: np.ndarray, width: np.ndarray, aspect: float, symmetry: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """Each function's inverse covariance (M, 3, 3) and its largest width (M,): long along the
-    symmetry's orbits through its centre, thin across them (see the module docstring)."""
-    if symmetry not in ORBITS:
-        raise ValueError(f"unknown symmetry {symmetry!r}; use one of {ORBITS}")
-    if symmetry == "none" or aspect == 1.0:
-        along = np.zeros((len(centers), 3, 3))  # round: no long axes
-        k = 0
-    elif symmetry == "spherical":
-        n = centers / np.linalg.norm(centers, axis=1, keepdims=True).clip(min=1e-12)
-        along, k = np.eye(3) - np.einsum("mi,mj->mij", n, n), 2
-    else:  # the azimuth about z
-        e_phi = np.stack([-centers[:, 1], centers[:, 0], np.zeros(len(centers))], axis=1)
-        e_phi /= np.linalg.norm(e_phi, axis=1, keepdims=True).clip(min=1e-12)
-        along, k = np.einsum("mi,mj->mij", e_phi, e_phi), 1
-    long, thin = width * aspect ** ((k - 3) / 3), width * aspect ** (k / 3)
-    metric = along / long[:, None, None] ** 2 + (np.eye(3) - along) / thin[:, None, None] ** 2
-    return metric, long
+def _shell_metric(centers: np.ndarray, width: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Each function's inverse covariance (M, 3, 3): thickness q^(2/3) width along the centre's
+    radius vector n, length q^(-1/3) width across it."""
+    n = centers / np.linalg.norm(centers, axis=1, keepdims=True).clip(min=1e-12)
+    radial = np.einsum("mi,mj->mij", n, n)
+    along, across = (width * q ** (2 / 3))[:, None, None], (width * q ** (-1 / 3))[:, None, None]
+    return radial / along**2 + (np.eye(3) - radial) / across**2
+
+
+def fraction_range(value: float | tuple[float, float], name: str) -> tuple[float, float]:
+    """A value in (0, 1] or a (min, max) range of them, as (min, max); else a ValueError."""
+    bounds = (value, value) if isinstance(value, int | float) else tuple(value)
+    if len(bounds) != 2 or not 0 < bounds[0] <= bounds[1] <= 1:
+        raise ValueError(f"{name} must be in (0, 1], or a (min, max) range in it, got {value!r}")
+    return bounds
 
 
 class JeansMoments:
@@ -111,8 +105,7 @@ class JeansMoments:
         velocity: str | Sequence[str] = "linear",
         completeness: Completeness | None = None,
         v_cov: np.ndarray | None = None,
-        aspect: float = 1.0,
-        symmetry: str = "none",
+        shells: float | tuple[float, float] = 1.0,
     ):
         self.families = parse_families(velocity)
         if v_cov is not None and any(f.name != "linear" for f in self.families):
@@ -122,21 +115,28 @@ class JeansMoments:
         x, v = np.asarray(x[idx], dtype=np.float64), np.asarray(v[idx], dtype=np.float64)
         cov = None if v_cov is None else torch.as_tensor(np.asarray(v_cov[idx], np.float64))
         center = np.asarray(region["center"])
-        f_lo, f_hi = (neighbours, neighbours) if np.isscalar(neighbours) else neighbours
+        f_lo, f_hi = fraction_range(neighbours, "neighbours")
+        q_lo, q_hi = fraction_range(shells, "shells")
         cand = x[rng.choice(len(x), min(len(x), 4 * n_functions), replace=False)]
         # each function's neighbour count, log-uniform in [lo, hi] (a range mixes scales)
         k = np.maximum(8, np.exp(rng.uniform(np.log(f_lo), np.log(f_hi), len(cand))) * len(x))
         k = np.minimum(k.astype(int), len(x))
         dist = cKDTree(x).query(cand, k=int(k.max()))[0]
         width = dist[np.arange(len(cand)), k - 1]
-        metric, reach = _metric(cand, width, aspect, symmetry)
+        # each function's shape: drawn only for a range, so fixed shells leave the stream as is
+        q = np.full(len(cand), q_lo)
+        if q_lo < q_hi:
+            q = np.exp(rng.uniform(np.log(q_lo), np.log(q_hi), len(cand)))
+        reach = width * q ** (-1 / 3)
         # 2.5 widths inside the region: psi ~ 4e-2 there, and falls as a Gaussian beyond
         inside = np.linalg.norm(cand - center, axis=1) + 2.5 * reach < region["r_max"]
         self.centers, self.widths = cand[inside][:n_functions], width[inside][:n_functions]
         if len(self.centers) < 8:
             raise ValueError("too few Jeans test functions fit inside the stars' region")
         self._c = torch.as_tensor(self.centers, dtype=torch.float64)
-        self._metric = torch.as_tensor(metric[inside][:n_functions])
+        self._metric = torch.as_tensor(
+            _shell_metric(self.centers, self.widths, q[inside][:n_functions])
+        )
         xs, vs = torch.as_tensor(x), torch.as_tensor(v)
         # each function's velocity frame: the psi-weighted mean velocity and rms dispersion
         mom = torch.zeros(len(self.centers), 5, dtype=torch.float64)  # sums of psi (1, v, v^2)
