@@ -93,8 +93,9 @@ class PotentialTraining:
     # subtract the stars' velocity measurement covariances (PhaseSpace.v_cov) from the moments
     jeans_deconvolve: bool = True
     # in a spherical fit, the test functions' thickness along the radius over their length
-    # across it (shells), or a (min, max) range of it (1: round; potential/jeans.py)
-    jeans_shells: float | tuple[float, float] = 1.0
+    # across it (shells), or a (min, max) range of it (1: round; potential/jeans.py): 0.3
+    # cut the anisotropic spheres' force errors by 22-38% (RESULTS.md, section 10)
+    jeans_shells: float | tuple[float, float] = 0.3
     # bootstrap replicates for error bars (potential/replicates.py): how many (0 = none), and
     # the steps each is refitted for, starting from the main fit
     replicates: int = 0
