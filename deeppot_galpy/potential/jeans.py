@@ -155,7 +155,7 @@ class JeansMoments:
             grad_log_s = torch.as_tensor(completeness.grad_log(x))
         for lo in range(0, len(x), _CHUNK):
             xc, vc = xs[lo : lo + _CHUNK], vs[lo : lo + _CHUNK]
-            # grad(S psi) / S = psi (grad ln S - (x - c) / w^2): (n, M, 3)
+            # grad(S psi) / S = psi (grad ln S - W (x - c)), W psi's inverse covariance: (n, M, 3)
             grad = self.psi(xc).unsqueeze(-1) * (
                 grad_log_s[lo : lo + _CHUNK, None]
                 - torch.einsum("mij,nmj->nmi", self._metric, xc.unsqueeze(1) - self._c)
