@@ -66,6 +66,8 @@ def stars_of(mock, n: int, seed: int, errors: str) -> Stars:
 def typed(default, value: str):
     """A variant's setting ``value`` as the type of the setting's ``default``; ``lo:hi`` is a
     (min, max) range."""
+    if default is None:  # a setting whose default is decided later, e.g. jeans_weight
+        return float(value)
     if isinstance(default, bool):
         return json.loads(value.lower())
     if ":" in value:  # a (min, max) range

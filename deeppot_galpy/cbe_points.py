@@ -153,7 +153,7 @@ def jeans_moments(
     same for the main fit and every replicate (a replicate resamples the stars, not the
     functions). A completeness recorded in the stars' ``meta`` enters the moments.
     """
-    if cfg.jeans_weight <= 0:
+    if cfg.jeans_strength <= 0:
         return None
     return JeansMoments(
         stars.x,

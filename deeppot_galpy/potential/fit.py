@@ -86,7 +86,7 @@ class PotentialTraining:
     config: PotentialConfig = PotentialConfig()
     # weak-form Jeans moments of the stars (potential/jeans.py): weight (0 = off), test
     # functions, their width as a star-neighbour fraction, and stars per step
-    jeans_weight: float = 10.0
+    jeans_weight: float | None = None  # None: 30 in a spherical fit, 10 otherwise (below)
     jeans_functions: int = 384
     jeans_neighbours: float | tuple[float, float] = (0.002, 0.02)  # (min, max): mixed scales
     jeans_batch: int = 512
@@ -123,6 +123,16 @@ class PotentialTraining:
         budget = self.time_budget_s
         if budget is not None and not (isinstance(budget, int | float) and budget >= 0):
             raise ValueError(f"time_budget_s must be >= 0 (0: no limit), got {self.time_budget_s}")
+
+    @property
+    def jeans_strength(self) -> float:
+        """The Jeans term's weight: ``jeans_weight`` if set, else 30 in a spherical fit, whose
+        shells carry the radial force the flows get wrong (it cut the anisotropic spheres' and
+        the NFW tracers' force errors by 17-48% against 10; RESULTS.md, section 10), and 10
+        otherwise (100-1000 made the local disk worse; section 7)."""
+        if self.jeans_weight is not None:
+            return self.jeans_weight
+        return 30.0 if self.config.symmetry == "spherical" else 10.0
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -171,7 +181,7 @@ def fit_potential(
     With a ``checkpoint``, training starts from its saved state (a finished fit is just
     loaded) and saves its state when :meth:`Checkpoint.due` says so. In a distributed job
     every rank calls this with the same points; rank 0 alone writes the checkpoint.
-    ``jeans`` (the stars' weak-form Jeans moments) adds ``cfg.jeans_weight`` times their
+    ``jeans`` (the stars' weak-form Jeans moments) adds ``cfg.jeans_strength`` times their
     violation to the loss, evaluated in the same network pass as the CBE points. ``init``
     starts from a copy of that network (and its scales) instead of a fresh one.
     """
@@ -202,7 +212,7 @@ def fit_potential(
             return net.eval(), history
         first_step, elapsed, running = state["step"], state["elapsed"], np.array(state["running"])
 
-    use_jeans = jeans is not None and cfg.jeans_weight > 0
+    use_jeans = jeans is not None and cfg.jeans_strength > 0
     job = distributed.current()
     derivatives = net.derivatives
     if job.world > 1:
@@ -266,7 +276,7 @@ def fit_potential(
         loss = term + cfg.lam * penalty
         if use_jeans:
             # DDP averages over ranks; each rank's estimate is unbiased on its own
-            loss = loss + cfg.jeans_weight * jeans_term
+            loss = loss + cfg.jeans_strength * jeans_term
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
