@@ -114,8 +114,18 @@ def join(device: str) -> str:
         torch.cuda.set_device(dev)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
-        atexit.register(dist.destroy_process_group)
+        atexit.register(_leave)
     return str(dev)
+
+
+def _leave() -> None:
+    """Destroy this process's group, if any, while the interpreter is whole.
+
+    gloo's worker threads still hold work objects; left to interpreter finalisation they
+    abort the process (SIGABRT, "terminate called without an active exception").
+    """
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _comm_device() -> torch.device:
@@ -212,6 +222,9 @@ def _worker(rank: int, world: int, port: int, errors, fn: Callable, args: tuple)
     )
     try:
         fn(*args)
+        # no rank tears its connections down while another still talks to it
+        current().barrier()
+        _leave()
     except tuple(_USER_ERRORS.values()) as exc:
         base = next(n for n, t in _USER_ERRORS.items() if isinstance(exc, t))
         errors.put((base, str(exc)))
