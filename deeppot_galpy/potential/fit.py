@@ -86,7 +86,7 @@ class PotentialTraining:
     config: PotentialConfig = PotentialConfig()
     # weak-form Jeans moments of the stars (potential/jeans.py): weight (0 = off), test
     # functions, their width as a star-neighbour fraction, and stars per step
-    jeans_weight: float | None = None  # None: 30 in a spherical fit, 10 otherwise (below)
+    jeans_weight: float | None = None  # None: 100 in a spherical fit, 10 otherwise (below)
     jeans_functions: int = 384
     jeans_neighbours: float | tuple[float, float] = (0.002, 0.02)  # (min, max): mixed scales
     jeans_batch: int = 512
@@ -126,13 +126,13 @@ class PotentialTraining:
 
     @property
     def jeans_strength(self) -> float:
-        """The Jeans term's weight: ``jeans_weight`` if set, else 30 in a spherical fit, whose
-        shells carry the radial force the flows get wrong (it cut the anisotropic spheres' and
-        the NFW tracers' force errors by 17-48% against 10; RESULTS.md, section 10), and 10
-        otherwise (100-1000 made the local disk worse; section 7)."""
+        """The Jeans term's weight: ``jeans_weight`` if set, else 100 in a spherical fit, whose
+        shells carry the radial force the flows get wrong (against 30 it halved the anisotropic
+        spheres' force errors; RESULTS.md, section 11), and 10 otherwise (100-1000 made the
+        local disk worse; section 7)."""
         if self.jeans_weight is not None:
             return self.jeans_weight
-        return 30.0 if self.config.symmetry == "spherical" else 10.0
+        return 100.0 if self.config.symmetry == "spherical" else 10.0
 
     def to_dict(self) -> dict:
         d = asdict(self)
