@@ -3,6 +3,7 @@ only with --overwrite / overwrite=True, and still readable with --resume."""
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -23,11 +24,17 @@ def _snapshot(folder: Path) -> dict[str, str]:
     }
 
 
-@pytest.fixture()
-def finished(tmp_path):
-    out = tmp_path / "run"
+@pytest.fixture(scope="module")
+def _finished_once(tmp_path_factory):
+    out = tmp_path_factory.mktemp("finished") / "run"
     assert main([*DEMO, "--seed", "3", "--out", str(out)]) == 0
     return out
+
+
+@pytest.fixture()
+def finished(_finished_once, tmp_path):
+    """A finished run of its own for each test: a copy of one demo run (one fit, not three)."""
+    return Path(shutil.copytree(_finished_once, tmp_path / "run"))
 
 
 def test_a_finished_run_is_refused_and_left_byte_identical(finished, tmp_path, capsys):
