@@ -19,10 +19,24 @@ import numpy as np
 
 from .units import Units
 
-__all__ = ["EDGE_TRIM", "PhaseSpace", "Standardization", "split_rows"]
+__all__ = ["EDGE_TRIM", "PhaseSpace", "Standardization", "filled_ball", "split_rows"]
 
 # the outer fraction of a hard-edged volume left out of the potential fit (PhaseSpace.region)
 EDGE_TRIM = 0.15
+
+
+def filled_ball(region: dict) -> tuple[np.ndarray, float]:
+    """Centre and radius of the ball the stars fill (a region from :meth:`PhaseSpace.region`).
+
+    For a survey volume, its hard edge about the middle of the stars' extent (``r_fit`` before
+    the trim); otherwise the 99th-percentile radius about the median star. Test functions
+    that must vanish where the sample ends (the weak-form Jeans moments) keep inside it: past
+    a hard edge the stars' streaming velocity (~240 km/s at the Sun) turns a test function's
+    small leak into a large false moment.
+    """
+    if region.get("survey_volume"):
+        return np.asarray(region["fit_center"]), float(region["r_fit"]) / (1.0 - EDGE_TRIM)
+    return np.asarray(region["center"]), float(region["r_max"])
 
 
 def split_rows(rows: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

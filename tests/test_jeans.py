@@ -87,3 +87,22 @@ def test_shells_hold_for_the_truth_and_see_a_wrong_force(plummer):
     assert q.min() < 0.2 and q.max() > 0.7  # log-uniform in [0.1, 1]
     with pytest.raises(ValueError, match="shells must be in"):
         JeansMoments(ps.x, ps.v, ps.region(), n_functions=64, shells=0.0)
+
+
+def test_a_survey_volume_keeps_the_functions_inside_its_hard_edge(plummer):
+    """Stars of a ball off the centre (a survey volume): the functions keep within its edge,
+    not within the median star's 99th-percentile radius, which reaches past the edge; there
+    the truth satisfies the moments far better than with functions that leak (measured:
+    0.25 against 0.60)."""
+    m, ps, _ = plummer
+    center, radius = np.array([0.6, 0.0, 0.0]), 0.8
+    seen = ps.subset(np.flatnonzero(np.linalg.norm(ps.x - center, axis=1) < radius))
+    region = seen.region()
+    assert region["survey_volume"]
+    violation = {}
+    for survey in (True, False):
+        jeans = JeansMoments(seen.x, seen.v, dict(region, survey_volume=survey), 64, seed=2)
+        reach = np.linalg.norm(jeans.centers - center, axis=1) + 2.5 * jeans.widths
+        assert np.all(reach < radius * 1.03) == survey  # the edge, as estimated from the stars
+        violation[survey] = jeans.violation(-m.acceleration(jeans.x.double().numpy()))
+    assert violation[True] < 0.6 * violation[False]
