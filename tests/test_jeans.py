@@ -7,6 +7,7 @@ import torch
 from deeppot_galpy.compare import potential_metrics
 from deeppot_galpy.mocks import Plummer
 from deeppot_galpy.potential import CBEPoints, JeansMoments, PotentialTraining, fit_potential
+from deeppot_galpy.potential.jeans import _edge_taper
 
 
 @pytest.fixture(scope="module")
@@ -106,3 +107,26 @@ def test_a_survey_volume_keeps_the_functions_inside_its_hard_edge(plummer):
         assert np.all(reach < radius * 1.03) == survey  # the edge, as estimated from the stars
         violation[survey] = jeans.violation(-m.acceleration(jeans.x.double().numpy()))
     assert violation[True] < 0.6 * violation[False]
+
+
+def test_the_edge_taper_vanishes_at_a_hard_edge_with_its_gradient():
+    """T = (1 - d^2/R^2)^2 inside the ball, 0 at and past its edge, 1 without a hard edge;
+    grad T against central differences."""
+    rng = np.random.default_rng(0)
+    center, edge = np.array([1.0, -2.0, 0.5]), 1.5
+    x = center + rng.normal(size=(200, 3))
+    taper, grad = _edge_taper(x, center, edge, True)
+    d = np.linalg.norm(x - center, axis=1)
+    assert np.all(taper[d >= edge] == 0) and np.all(grad[d >= edge] == 0)
+    assert np.all((taper[d < edge] > 0) & (taper[d < edge] <= 1))
+    h = 1e-6
+    for k in range(3):
+        step = np.zeros(3)
+        step[k] = h
+        fd = (
+            _edge_taper(x + step, center, edge, True)[0]
+            - _edge_taper(x - step, center, edge, True)[0]
+        )
+        np.testing.assert_allclose(grad[:, k], fd / (2 * h), atol=1e-6)
+    ones, zeros = _edge_taper(x, center, edge, False)
+    assert np.all(ones == 1) and np.all(zeros == 0)
