@@ -177,7 +177,7 @@ class JeansMoments:
             mom += (self.psi(xs[lo : lo + _CHUNK]) * taper[lo : lo + _CHUNK, None]).T @ powers
         self._u = mom[:, 1:4] / mom[:, :1]
         self._s = torch.sqrt((mom[:, 4] / mom[:, 0] - self._u.square().sum(1)).clamp(min=0.0) / 3)
-        # A_mk = < h_mk v . (grad psi_m + psi_m grad ln S) > (less < C grad psi_m > for errors)
+        # A_mk = < h_mk v . grad(S T psi_m) / S > (less < C grad(T psi_m) > for errors)
         A = [torch.zeros(len(self.centers), f.size, dtype=torch.float64) for f in self.families]
         grad_log_s = torch.zeros(len(x), 3, dtype=torch.float64)
         if completeness is not None:
