@@ -6,13 +6,7 @@ import torch
 from scipy import stats
 
 from deeppot_galpy.df import FlowConfig, FlowEnsemble, FlowTraining
-from deeppot_galpy.df.factorised import (
-    _S_MAX,
-    FactorisedFlow,
-    context,
-    resolve_frame,
-    turn_velocities,
-)
+from deeppot_galpy.df.factorised import _S_MAX, FactorisedFlow, context
 from deeppot_galpy.mocks import Plummer
 
 SMALL = FlowConfig(steps=2, bins=6, hidden=(16, 16), model="factorised")
@@ -26,27 +20,12 @@ def _randomised(flow: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     return flow
 
 
-# a galaxy about its centre (velocities as given) and a volume 8 kpc from the z axis, where
-# "auto" turns the velocities to the median star's azimuth
-CENTRES = {
-    "cartesian": [0.5, -1.0, 0.0, 10.0, 0.0, -5.0],
-    "azimuthal": [-8.0, 0.5, 0.1, 10, 220, 0],
-}
-
-
-@pytest.fixture(scope="module", params=sorted(CENTRES))
-def flow(request) -> FactorisedFlow:
+@pytest.fixture(scope="module")
+def flow() -> FactorisedFlow:
     torch.manual_seed(0)  # initial weights independent of the tests run before
-    mean = torch.tensor(CENTRES[request.param])
+    mean = torch.tensor([0.5, -1.0, 0.0, 10.0, 0.0, -5.0])
     scale = torch.tensor([2.0, 1.0, 0.5, 30.0, 20.0, 10.0])
-    flow = _randomised(FactorisedFlow(mean, scale, SMALL)).double()
-    assert flow.azimuthal == (request.param == "azimuthal")
-    return flow
-
-
-def _turned(flow: FactorisedFlow, x: torch.Tensor, v: torch.Tensor, sign: float) -> torch.Tensor:
-    """The velocities in (sign -1) or out of (+1) the model's azimuthal frame, if it has one."""
-    return turn_velocities(x, v, flow.mean, sign) if flow.azimuthal else v
+    return _randomised(FactorisedFlow(mean, scale, SMALL)).double()
 
 
 def test_velocity_distribution_is_normalised_at_each_position(flow):
@@ -56,16 +35,15 @@ def test_velocity_distribution_is_normalised_at_each_position(flow):
     """
     torch.manual_seed(0)
     n = 2**15
-    for offset in ([0.0, 0.0, 0.0], [3.5, 2.0, -0.7]):
-        x = flow.mean[:3] + torch.tensor(offset, dtype=torch.float64)
+    for x in ([0.5, -1.0, 0.0], [4.0, 1.0, -0.7]):
+        x = torch.tensor(x, dtype=torch.float64)
         with torch.no_grad():
             m, s = flow.ellipsoid(((x - flow.mean[:3]) / flow.scale[:3])[None])
             chol = 3.0 * torch.linalg.matrix_exp(s[0])
             cov = chol @ chol.T
             proposal = torch.distributions.MultivariateNormal(m[0], covariance_matrix=cov)
             u = proposal.sample((n,))
-            xs = x.expand(n, 3)
-            eta = torch.cat([xs, _turned(flow, xs, u * flow.scale[3:] + flow.mean[3:], 1.0)], 1)
+            eta = torch.cat([x.expand(n, 3), u * flow.scale[3:] + flow.mean[3:]], 1)
             log_n, log_p = flow.log_prob_parts(eta)
             torch.testing.assert_close(log_n + log_p, flow.log_prob(eta))
             log_g = proposal.log_prob(u) - torch.log(flow.scale[3:]).sum()
@@ -76,7 +54,6 @@ def test_velocity_distribution_is_normalised_at_each_position(flow):
 def test_samples_follow_the_density(flow):
     """Samples pushed forward through the model's own maps are standard normal."""
     eta = flow.sample(4000).double()
-    eta[:, 3:] = _turned(flow, eta[:, :3], eta[:, 3:], -1.0)
     z = (eta - flow.mean) / flow.scale
     y, u = z[:, :3], z[:, 3:]
     with torch.no_grad():
@@ -152,36 +129,3 @@ def test_a_spatial_selection_changes_the_density_not_the_velocities():
     # the flows smooth the step at x = 0, so the mean gap falls short of ln 0.3 = -1.2
     assert n_sel - n_rand < 0.5 * np.log(0.3)
     assert abs(p_sel - p_rand) < 0.15
-
-
-def test_azimuthal_frame_takes_circular_velocities_to_the_reference():
-    """A circular orbit's velocity anywhere on the circle turns into the reference point's;
-    turning back restores it."""
-    reference = torch.tensor([-8.0, 0.0, 0.1], dtype=torch.float64)
-    phi = torch.tensor([np.pi - 0.3, np.pi, np.pi + 0.2, 0.5], dtype=torch.float64)
-    x = torch.stack([8 * torch.cos(phi), 8 * torch.sin(phi), torch.full_like(phi, -0.4)], 1)
-    e_phi = torch.stack([-torch.sin(phi), torch.cos(phi), torch.zeros_like(phi)], 1)
-    v = 220.0 * e_phi + torch.tensor([0.0, 0.0, 7.0], dtype=torch.float64)
-    turned = turn_velocities(x, v, reference)
-    expected = torch.tensor([0.0, -220.0, 7.0], dtype=torch.float64).expand(4, 3)
-    torch.testing.assert_close(turned, expected)
-    torch.testing.assert_close(turn_velocities(x, turned, reference, 1.0), v)
-
-
-def test_velocity_frame_auto_and_legacy_files():
-    """ "auto" turns the velocities only for stars well off the z axis; runs saved before the
-    option keep the velocities as given; the joint model refuses the azimuthal frame."""
-    scale = torch.ones(6)
-    off_axis = torch.tensor([-8.0, 0.0, 0.0, 0.0, 220.0, 0.0])
-    assert resolve_frame("auto", off_axis, scale) == "azimuthal"
-    assert resolve_frame("auto", torch.zeros(6), scale) == "cartesian"
-    assert resolve_frame("auto", off_axis, 3 * scale) == "cartesian"  # the axis in the volume
-    assert resolve_frame("cartesian", off_axis, scale) == "cartesian"
-    legacy = {k: v for k, v in SMALL.to_dict().items() if k != "velocity_frame"}
-    meta = {"k": 1, "config": legacy, "mean": off_axis.tolist(), "scale": [1.0] * 6}
-    assert not FlowEnsemble.from_metadata(meta).members[0].azimuthal
-    assert FlowEnsemble.from_metadata({**meta, "config": SMALL.to_dict()}).members[0].azimuthal
-    with pytest.raises(ValueError, match="azimuthal velocity frame"):
-        FlowConfig(velocity_frame="azimuthal")
-    with pytest.raises(ValueError, match="unknown velocity frame"):
-        FlowConfig(model="factorised", velocity_frame="polar")

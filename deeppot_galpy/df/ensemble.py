@@ -252,9 +252,7 @@ class FlowEnsemble(nn.Module):
     @classmethod
     def from_metadata(cls, meta: dict) -> FlowEnsemble:
         std = Standardization(np.asarray(meta["mean"]), np.asarray(meta["scale"]))
-        # runs saved before the velocity frame was an option modelled the velocities as given
-        config = {"velocity_frame": "cartesian", **meta["config"]}
-        return cls(std, int(meta["k"]), FlowConfig.from_dict(config))
+        return cls(std, int(meta["k"]), FlowConfig.from_dict(meta["config"]))
 
     def fit(
         self,

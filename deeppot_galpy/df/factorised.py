@@ -19,16 +19,6 @@ place. The radial term lets the ellipsoid point along the radius vector (the Osi
 ellipsoid that turns with position is one fixed shape to the flow, which only learns what is
 not Gaussian. grad ln f comes by autograd through all of it.
 
-For stars well off the z axis (a survey volume around the Sun), ``velocity_frame``
-``"azimuthal"`` (what ``"auto"`` picks there) first turns each velocity about the z axis by the
-star's azimuth :math:`\Delta\phi` from the median star's, :math:`\vec v' = R_z(-\Delta\phi)\,\vec v`
-(a rotation: no Jacobian). A disk's streaming velocity turns with azimuth, by 10 degrees across
-a 1.5 kpc volume at the Sun; that turning makes the centrifugal part of the CBE
-(:math:`\partial_y \ln f` at fixed Cartesian v), so an MLP's approximation of it went straight
-into the force: on the local-disk mock the flows' per-position least-squares F_R came out 14%
-high (benchmarks/RESULTS.md, section 13). In v' the turning is exact and the flows learn only
-what changes with galactocentric radius and height.
-
 A spatial selection (magnitude limit, survey volume) changes n(x) but not p(v | x).
 
 References:
@@ -42,10 +32,8 @@ from torch import Tensor, nn
 
 from .flows import FlowConfig, build_flow
 
-__all__ = ["FactorisedFlow", "VelocityEllipsoid", "resolve_frame", "turn_velocities"]
+__all__ = ["FactorisedFlow", "VelocityEllipsoid"]
 
-_OFF_AXIS = 3.0  # "auto" turns the velocities when the median star is this many position
-# scales from the z axis: the volume then excludes the axis, where the azimuth is undefined
 _EPS = 0.01  # softens the radial tensor y y^T / |y|^2 at the centre (standardised units^2)
 _S_MAX = 4.0  # bound on each element of S: ellipsoid axes within e^(+-12) of the standardisation
 
@@ -86,28 +74,6 @@ class VelocityEllipsoid(nn.Module):
         return out[:, :3], s + out[:, 9, None, None] * radial
 
 
-def turn_velocities(x: Tensor, v: Tensor, reference: Tensor, sign: float = -1.0) -> Tensor:
-    """v (N, 3) turned about the z axis by ``sign`` times each x's azimuth from ``reference``
-    (a point off the axis, (3,)): sign -1 takes the velocities to the reference's azimuth,
-    +1 back from it."""
-    cos = reference[0] * x[:, 0] + reference[1] * x[:, 1]
-    sin = sign * (reference[0] * x[:, 1] - reference[1] * x[:, 0])
-    norm = torch.sqrt(cos * cos + sin * sin)
-    cos, sin = cos / norm, sin / norm
-    return torch.stack(
-        [cos * v[:, 0] - sin * v[:, 1], sin * v[:, 0] + cos * v[:, 1], v[:, 2]], dim=1
-    )
-
-
-def resolve_frame(frame: str, mean: Tensor, scale: Tensor) -> str:
-    """``"auto"`` as ``"azimuthal"`` when the median star is well off the z axis (see module
-    doc), else ``"cartesian"``; an explicit frame as given."""
-    if frame != "auto":
-        return frame
-    off_axis = float(torch.hypot(mean[0], mean[1])) > _OFF_AXIS * float(scale[:2].max())
-    return "azimuthal" if off_axis else "cartesian"
-
-
 class FactorisedFlow(nn.Module):
     """f = n(x) p(v | x) in the model's units; the interface of :class:`PhaseSpaceFlow`.
 
@@ -122,12 +88,9 @@ class FactorisedFlow(nn.Module):
         self.positions = build_flow(3, config)
         self.ellipsoid = VelocityEllipsoid(config.hidden)
         self.velocities = build_flow(3, config, context=3)
-        self.azimuthal = resolve_frame(config.velocity_frame, self.mean, self.scale) == "azimuthal"
 
     def log_prob_parts(self, eta: Tensor) -> tuple[Tensor, Tensor]:
         """ln n(x) and ln p(v | x) in the model's units, eta (N, 6)."""
-        if self.azimuthal:
-            eta = torch.cat([eta[:, :3], turn_velocities(eta[:, :3], eta[:, 3:], self.mean)], 1)
         z = (eta - self.mean) / self.scale
         y, u = z[:, :3], z[:, 3:]
         m, s = self.ellipsoid(y)
@@ -149,7 +112,4 @@ class FactorisedFlow(nn.Module):
         w = self.velocities(context(y)).sample()
         m, s = self.ellipsoid(y)
         u = m + (torch.linalg.matrix_exp(s) @ w[:, :, None])[:, :, 0]
-        eta = torch.cat([y, u], dim=1) * self.scale + self.mean
-        if self.azimuthal:
-            eta[:, 3:] = turn_velocities(eta[:, :3], eta[:, 3:], self.mean, sign=1.0)
-        return eta
+        return torch.cat([y, u], dim=1) * self.scale + self.mean

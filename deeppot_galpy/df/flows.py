@@ -34,7 +34,6 @@ __all__ = ["FlowConfig", "PhaseSpaceFlow", "build_flow"]
 
 
 MODELS = ("joint", "factorised")
-FRAMES = ("auto", "cartesian", "azimuthal")
 
 
 @dataclass(frozen=True)
@@ -50,17 +49,10 @@ class FlowConfig:
     hidden: tuple[int, ...] = (128, 128)
     bound: float = 5.0  # spline domain [-bound, bound] in standardised units; identity outside
     model: str = "joint"
-    # the factorised model's velocities: as given, or turned to one azimuth about the z axis
-    # ("auto": azimuthal for stars well off the axis; df.factorised)
-    velocity_frame: str = "auto"
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
             raise ValueError(f"unknown DF model {self.model!r}; use one of {MODELS}")
-        if self.velocity_frame not in FRAMES:
-            raise ValueError(f"unknown velocity frame {self.velocity_frame!r}; use one of {FRAMES}")
-        if self.model == "joint" and self.velocity_frame == "azimuthal":
-            raise ValueError("the azimuthal velocity frame needs the factorised DF model")
 
     def to_dict(self) -> dict:
         return asdict(self)
