@@ -23,6 +23,7 @@ of the Sun):
 Prints one JSON record per catalog and a Markdown table; writes OUT/results.json.
 
     python benchmarks/local_disk.py --out runs/local_disk                 # 2^17 stars, default
+    python benchmarks/local_disk.py --size large --out runs/local_large   # 2^20 stars (~25 min)
     python benchmarks/local_disk.py --size test --out runs/local_smoke    # a smoke run (~minutes)
     python benchmarks/local_disk.py --catalogs maglim,maglim_undeclared   # the completeness
 """
@@ -62,8 +63,13 @@ CATALOGS = {
     "maglim_dr3": (DR3, True, True),
     "maglim_undeclared": (None, True, False),
 }
-#: --size: (stars, evaluation stars, default preset)
-SIZES = {"test": (2**12, 2**11, "test"), "default": (2**17, 2**14, "default")}
+#: --size: (stars, evaluation stars, default preset); "large" is a Gaia-sized local sample (Naik
+#: et al. 2022 fit 10^6 stars within 1 kpc; Kalda & Green 2025, 5.6 million DR3 stars)
+SIZES = {
+    "test": (2**12, 2**11, "test"),
+    "default": (2**17, 2**14, "default"),
+    "large": (2**20, 2**14, "default"),
+}
 SCALARS = ("vc", "dvc_dR", "oort_A", "oort_B", "rho0", "rho_dm")
 
 
