@@ -23,7 +23,7 @@ of the Sun):
 Prints one JSON record per catalog and a Markdown table; writes OUT/results.json.
 
     python benchmarks/local_disk.py --out runs/local_disk                 # 2^17 stars, default
-    python benchmarks/local_disk.py --size large --out runs/local_large   # 2^20 stars (~25 min)
+    python benchmarks/local_disk.py --size large --out runs/large         # 2^20 stars, ~25 min each
     python benchmarks/local_disk.py --size test --out runs/local_smoke    # a smoke run (~minutes)
     python benchmarks/local_disk.py --catalogs maglim,maglim_undeclared   # the completeness
 """
