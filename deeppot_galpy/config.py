@@ -13,7 +13,8 @@ A config file starts from a preset and overrides any setting; CLI flags override
                                #   radial_density (spherical fits: nu(r) from the radii)
     n_flows = 4
     [flow]                     # FlowConfig: steps, bins, hidden, bound,
-                               #   model (joint | factorised: n(x) p(v|x))
+                               #   model (joint | factorised: n(x) p(v|x) | mixture: the same
+                               #   with p a mixture of velocity ellipsoids), components
     [flow_training]            # FlowTraining: epochs, batch_size, lr, weight_decay, val_fraction,
                                #   patience, time_budget_s (0: none), bootstrap,
                                #   augment (random moves by the potential's symmetry)

@@ -264,7 +264,7 @@ def _radial_profile(
     use = (
         config.radial_density
         and config.potential.config.symmetry == "spherical"
-        and config.flow.model == "factorised"
+        and config.flow.factorised
         and is_centred(region)
         and completeness is None
     )

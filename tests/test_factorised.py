@@ -1,12 +1,16 @@
 """The factorised DF f = n(x) p(v | x): normalisation, sampling, round trip (issue 12)."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 from scipy import stats
+from torch import Tensor
 
 from deeppot_galpy.df import FlowConfig, FlowEnsemble, FlowTraining
-from deeppot_galpy.df.factorised import _S_MAX, FactorisedFlow, context
+from deeppot_galpy.df.factorised import _S_MAX, FactorisedFlow
+from deeppot_galpy.df.flows import position_features
 from deeppot_galpy.mocks import Plummer
 
 SMALL = FlowConfig(steps=2, bins=6, hidden=(16, 16), model="factorised")
@@ -59,7 +63,7 @@ def test_samples_follow_the_density(flow):
     with torch.no_grad():
         m, s = flow.ellipsoid(y)
         w = (torch.linalg.matrix_exp(-s) @ (u - m)[:, :, None])[:, :, 0]
-        base = flow.velocities(context(y)).transform(w)
+        base = flow.velocities(position_features(y)).transform(w)
         base_x = flow.positions().transform(y)
     for axis in torch.cat([base, base_x], 1).T:
         assert stats.kstest(axis.numpy(), "norm").pvalue > 1e-3
@@ -83,9 +87,11 @@ def test_ellipsoid_follows_the_radius_vector():
     assert cov[2, 2] == pytest.approx(1.0, rel=0.05)
 
 
-def test_ensemble_round_trip_keeps_the_model():
+@pytest.mark.parametrize("model", ["factorised", "mixture"])
+def test_ensemble_round_trip_keeps_the_model(model):
+    config = replace(SMALL, model=model)
     ens = FlowEnsemble.from_metadata(
-        {"k": 2, "config": SMALL.to_dict(), "mean": [0.0] * 6, "scale": [1.0] * 6}
+        {"k": 2, "config": config.to_dict(), "mean": [0.0] * 6, "scale": [1.0] * 6}
     )
     assert all(isinstance(m, FactorisedFlow) for m in ens.members)
     for m in ens.members:
@@ -98,7 +104,7 @@ def test_ensemble_round_trip_keeps_the_model():
 
 def test_unknown_model_is_refused():
     with pytest.raises(ValueError, match="unknown DF model"):
-        FlowConfig(model="mixture")
+        FlowConfig(model="banana")
 
 
 def test_a_spatial_selection_changes_the_density_not_the_velocities():
@@ -129,3 +135,59 @@ def test_a_spatial_selection_changes_the_density_not_the_velocities():
     # the flows smooth the step at x = 0, so the mean gap falls short of ln 0.3 = -1.2
     assert n_sel - n_rand < 0.5 * np.log(0.3)
     assert abs(p_sel - p_rand) < 0.15
+
+
+@pytest.fixture(scope="module")
+def mixture() -> FactorisedFlow:
+    torch.manual_seed(1)
+    mean = torch.tensor([0.5, -1.0, 0.0, 10.0, 0.0, -5.0])
+    scale = torch.tensor([2.0, 1.0, 0.5, 30.0, 20.0, 10.0])
+    config = replace(SMALL, model="mixture", components=3)
+    return _randomised(FactorisedFlow(mean, scale, config)).double()
+
+
+def _mixture_moments(flow: FactorisedFlow, y: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Weights, means and covariances of the ellipsoids at y (1, 3), and the mixture's mean."""
+    with torch.no_grad():
+        log_w, mean, chol = flow.mixture(y)
+        w, mean = log_w[0].exp(), mean[0]
+        cov = torch.linalg.inv(chol[0] @ chol[0].transpose(1, 2))
+    return w, mean, cov, (w[:, None] * mean).sum(0)
+
+
+def test_velocity_mixture_is_normalised_at_each_position(mixture):
+    """p(v | x) integrates to one over v, importance-sampled from a Gaussian three times wider
+    than the mixture's own spread at x."""
+    torch.manual_seed(0)
+    n = 2**15
+    for x in ([0.5, -1.0, 0.0], [4.0, 1.0, -0.7]):
+        x = torch.tensor(x, dtype=torch.float64)
+        y = ((x - mixture.mean[:3]) / mixture.scale[:3])[None]
+        w, mean, cov, centre = _mixture_moments(mixture, y)
+        spread = (w[:, None, None] * (cov + mean[:, :, None] * mean[:, None, :])).sum(0)
+        spread = spread - torch.outer(centre, centre)
+        proposal = torch.distributions.MultivariateNormal(centre, covariance_matrix=9 * spread)
+        u = proposal.sample((n,))
+        eta = torch.cat([x.expand(n, 3), u * mixture.scale[3:] + mixture.mean[3:]], 1)
+        with torch.no_grad():
+            log_p = mixture.log_prob_parts(eta)[1]
+        ratio = torch.exp(log_p - proposal.log_prob(u) + torch.log(mixture.scale[3:]).sum())
+        tol = max(0.02, 4 * ratio.std().item() / n**0.5)
+        assert ratio.mean().item() == pytest.approx(1.0, abs=tol)
+
+
+def test_velocity_mixture_samples_follow_it(mixture):
+    """Velocities drawn at one place, projected on any axis, follow the mixture's projection
+    (a 1D mixture of the ellipsoids' projected Gaussians)."""
+    torch.manual_seed(2)
+    y = torch.tensor([[0.3, -0.4, 1.2]], dtype=torch.float64)
+    u = mixture.mixture.sample(y.expand(4000, 3))
+    w, mean, cov, _ = _mixture_moments(mixture, y)
+    for axis in torch.eye(3, dtype=torch.float64).unbind() + (torch.ones(3) / 3**0.5,):
+        axis = axis.double()
+        mu, sd = mean @ axis, torch.sqrt(axis @ cov @ axis)
+
+        def cdf(t, mu=mu, sd=sd):
+            return (w.numpy() * stats.norm.cdf((t[:, None] - mu.numpy()) / sd.numpy())).sum(1)
+
+        assert stats.kstest((u @ axis).numpy(), cdf).pvalue > 1e-3

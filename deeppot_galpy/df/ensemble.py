@@ -209,7 +209,7 @@ def _mean_nll(flow: nn.Module, eta: Tensor, batch: int = 65536) -> float:
 
 def member(mean: Tensor, scale: Tensor, config: FlowConfig) -> nn.Module:
     """One flow of the form ``config.model`` names (the same log_prob/sample interface)."""
-    cls = FactorisedFlow if config.model == "factorised" else PhaseSpaceFlow
+    cls = FactorisedFlow if config.factorised else PhaseSpaceFlow
     return cls(mean, scale, config)
 
 
@@ -320,7 +320,9 @@ class FlowEnsemble(nn.Module):
         """ln f of the ensemble: log of the mean of the members' densities; with
         ``conditional``, ln p(v | x) likewise (factorised members only)."""
         if conditional and not hasattr(self.members[0], "log_prob_parts"):
-            raise ValueError("p(v | x) needs the factorised DF model (flow model 'factorised')")
+            raise ValueError(
+                "p(v | x) needs a factorised DF model (flow model 'factorised' or 'mixture')"
+            )
         logs = torch.stack(
             [m.log_prob_parts(eta)[1] if conditional else m.log_prob(eta) for m in self.members]
         )

@@ -19,6 +19,9 @@ place. The radial term lets the ellipsoid point along the radius vector (the Osi
 ellipsoid that turns with position is one fixed shape to the flow, which only learns what is
 not Gaussian. grad ln f comes by autograd through all of it.
 
+With the ``"mixture"`` model, p is instead a mixture of Gaussian velocity ellipsoids whose
+weights, means and shapes are an MLP of position (:mod:`.mixture`).
+
 A spatial selection (magnitude limit, survey volume) changes n(x) but not p(v | x).
 
 References:
@@ -30,17 +33,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .flows import FlowConfig, build_flow
+from .flows import FlowConfig, build_flow, position_features
+from .mixture import VelocityMixture
 
 __all__ = ["FactorisedFlow", "VelocityEllipsoid"]
 
 _EPS = 0.01  # softens the radial tensor y y^T / |y|^2 at the centre (standardised units^2)
 _S_MAX = 4.0  # bound on each element of S: ellipsoid axes within e^(+-12) of the standardisation
-
-
-def context(y: Tensor) -> Tensor:
-    """What the position-dependent networks read: asinh keeps a cusp's 10^3-wide range in view."""
-    return torch.asinh(y)
 
 
 class VelocityEllipsoid(nn.Module):
@@ -64,7 +63,7 @@ class VelocityEllipsoid(nn.Module):
 
     def forward(self, y: Tensor) -> tuple[Tensor, Tensor]:
         """Mean (N, 3) and S (N, 3, 3) at standardised positions y (N, 3)."""
-        out = self.net(context(y))
+        out = self.net(position_features(y))
         # bounded, so a star far outside the others cannot overflow the matrix exponential
         out = torch.cat([out[:, :3], _S_MAX * torch.tanh(out[:, 3:] / _S_MAX)], dim=1)
         upper = out.new_zeros(len(y), 3, 3)
@@ -77,6 +76,9 @@ class VelocityEllipsoid(nn.Module):
 class FactorisedFlow(nn.Module):
     """f = n(x) p(v | x) in the model's units; the interface of :class:`PhaseSpaceFlow`.
 
+    p is the whitened conditional flow, or with ``config.model == "mixture"`` the mixture of
+    velocity ellipsoids.
+
     ``mean`` and ``scale`` (6,) are the fixed standardisation of (x, v).
     """
 
@@ -86,19 +88,27 @@ class FactorisedFlow(nn.Module):
         self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
         self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float32))
         self.positions = build_flow(3, config)
-        self.ellipsoid = VelocityEllipsoid(config.hidden)
-        self.velocities = build_flow(3, config, context=3)
+        if config.model == "mixture":
+            self.mixture = VelocityMixture(config.components, config.hidden)
+        else:
+            self.ellipsoid = VelocityEllipsoid(config.hidden)
+            self.velocities = build_flow(3, config, context=3)
 
     def log_prob_parts(self, eta: Tensor) -> tuple[Tensor, Tensor]:
         """ln n(x) and ln p(v | x) in the model's units, eta (N, 6)."""
         z = (eta - self.mean) / self.scale
         y, u = z[:, :3], z[:, 3:]
+        log_n = self.positions().log_prob(y) - torch.log(self.scale[:3]).sum()
+        log_p = self._log_p_standardised(u, y) - torch.log(self.scale[3:]).sum()
+        return log_n, log_p
+
+    def _log_p_standardised(self, u: Tensor, y: Tensor) -> Tensor:
+        if self.config.model == "mixture":
+            return self.mixture.log_prob(u, y)
         m, s = self.ellipsoid(y)
         w = (torch.linalg.matrix_exp(-s) @ (u - m)[:, :, None])[:, :, 0]
         log_det = -torch.diagonal(s, dim1=1, dim2=2).sum(1)
-        log_n = self.positions().log_prob(y) - torch.log(self.scale[:3]).sum()
-        log_p = self.velocities(context(y)).log_prob(w) + log_det - torch.log(self.scale[3:]).sum()
-        return log_n, log_p
+        return self.velocities(position_features(y)).log_prob(w) + log_det
 
     def log_prob(self, eta: Tensor) -> Tensor:
         """ln f(eta) = ln n(x) + ln p(v | x) in the model's units, eta (N, 6)."""
@@ -109,7 +119,10 @@ class FactorisedFlow(nn.Module):
     def sample(self, n: int) -> Tensor:
         """n phase-space points (n, 6) in the model's units: x from n(x), then v from p(v | x)."""
         y = self.positions().sample((n,))
-        w = self.velocities(context(y)).sample()
-        m, s = self.ellipsoid(y)
-        u = m + (torch.linalg.matrix_exp(s) @ w[:, :, None])[:, :, 0]
+        if self.config.model == "mixture":
+            u = self.mixture.sample(y)
+        else:
+            w = self.velocities(position_features(y)).sample()
+            m, s = self.ellipsoid(y)
+            u = m + (torch.linalg.matrix_exp(s) @ w[:, :, None])[:, :, 0]
         return torch.cat([y, u], dim=1) * self.scale + self.mean

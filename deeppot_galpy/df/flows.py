@@ -30,10 +30,10 @@ from zuko.flows import Flow, GeneralCouplingTransform
 from zuko.lazy import UnconditionalDistribution, UnconditionalTransform
 from zuko.transforms import LULinearTransform, MonotonicAffineTransform, MonotonicRQSTransform
 
-__all__ = ["FlowConfig", "PhaseSpaceFlow", "build_flow"]
+__all__ = ["FlowConfig", "PhaseSpaceFlow", "build_flow", "position_features"]
 
 
-MODELS = ("joint", "factorised")
+MODELS = ("joint", "factorised", "mixture")
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,9 @@ class FlowConfig:
     """Architecture of one flow: ``steps`` x (rescale, LU, RQS coupling).
 
     ``model`` is the form of f: ``"joint"``, one flow on the 6D phase space, or
-    ``"factorised"``, f = n(x) p(v | x) (:class:`~deeppot_galpy.df.factorised.FactorisedFlow`).
+    ``"factorised"``, f = n(x) p(v | x) (:class:`~deeppot_galpy.df.factorised.FactorisedFlow`)
+    with p a conditional flow, or ``"mixture"``, the same with p a mixture of ``components``
+    Gaussian velocity ellipsoids (:class:`~deeppot_galpy.df.mixture.VelocityMixture`).
     """
 
     steps: int = 6  # 6 beat 4 on grad ln f and the core at equal wall time (RESULTS.md)
@@ -49,10 +51,18 @@ class FlowConfig:
     hidden: tuple[int, ...] = (128, 128)
     bound: float = 5.0  # spline domain [-bound, bound] in standardised units; identity outside
     model: str = "joint"
+    components: int = 8  # velocity ellipsoids of the "mixture" model
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
             raise ValueError(f"unknown DF model {self.model!r}; use one of {MODELS}")
+        if self.components < 1:
+            raise ValueError(f"the mixture needs components >= 1, got {self.components}")
+
+    @property
+    def factorised(self) -> bool:
+        """Whether the model is n(x) p(v | x)."""
+        return self.model != "joint"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -97,6 +107,12 @@ def build_flow(dim: int, config: FlowConfig, context: int = 0) -> Flow:
         zuko.distributions.DiagNormal, torch.zeros(dim), torch.ones(dim), buffer=True
     )
     return Flow(transforms, base)
+
+
+def position_features(y: Tensor) -> Tensor:
+    """What position-conditioned networks read of standardised positions y: asinh keeps a
+    cusp's 10^3-wide range in view."""
+    return torch.asinh(y)
 
 
 class PhaseSpaceFlow(nn.Module):
