@@ -49,7 +49,6 @@ from deeppot_galpy.mocks import get_mock
 from deeppot_galpy.potential import fit_potential
 from deeppot_galpy.rundir import RunDir
 from deeppot_galpy.seeds import stream_seed
-from deeppot_galpy.shape import choose_df_model
 from deeppot_galpy.stars import Stars
 
 
@@ -153,11 +152,6 @@ def main() -> None:
     p.add_argument("--n-eval", type=int, default=2**14)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/symmetry")
-    p.add_argument("--df-model", help="the flows' FlowConfig.model (default: the preset's)")
-    p.add_argument("--n-points", type=int, help="CBE points (default: the preset's)")
-    p.add_argument(
-        "--fit-seed", type=int, help="seed of the points, Jeans moments and potential (--seed)"
-    )
     p.add_argument(
         "--augment",
         action="store_true",
@@ -165,10 +159,6 @@ def main() -> None:
     )
     args = p.parse_args()
     config = PRESETS[args.preset]
-    if args.df_model:
-        config = replace(config, flow=replace(config.flow, model=args.df_model))
-    config = replace(config, n_points=args.n_points or config.n_points)
-    fit_seed = args.seed if args.fit_seed is None else args.fit_seed
     mock = get_mock(args.mock)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -181,14 +171,10 @@ def main() -> None:
     if (cache.path / "flows.json").exists():
         ens, _ = cache.load_flows()
     else:
-        first = args.variants.split(",")[0].split("+")[0]
-        flow = config.flow
-        if flow.model == "auto":  # as deeppot fit chooses it, for the first variant's symmetry
-            model = choose_df_model(stars.summary.x, stars.summary.v, first)["model"]
-            flow = replace(flow, model=model)
-        ens = FlowEnsemble(stars.summary.standardization(), config.n_flows, flow)
+        ens = FlowEnsemble(stars.summary.standardization(), config.n_flows, config.flow)
         augment = None
         if args.augment:  # the symmetry of the first variant
+            first = args.variants.split(",")[0].split("+")[0]
             augment = symmetry_augmentation(first, is_centred(region))
         seed = stream_seed(args.seed, "flows")
         ens.fit(stars.eta, config.flow_training, seed, False, augment=augment)
@@ -204,7 +190,7 @@ def main() -> None:
                 sources,
                 config.n_points,
                 region,
-                stream_seed(fit_seed, "points"),
+                stream_seed(args.seed, "points"),
                 radial=radial if use else None,
             )[0]
     flow_s = time.perf_counter() - t0
@@ -222,10 +208,10 @@ def main() -> None:
             else:
                 cfg = replace(cfg, **{key: typed(getattr(cfg, key), value)})
         cfg = replace(cfg, config=net_cfg)
-        jeans = jeans_moments(stars.summary, region, cfg, fit_seed, "cpu")
+        jeans = jeans_moments(stars.summary, region, cfg, args.seed, "cpu")
         t0 = time.perf_counter()
         net, history = fit_potential(
-            points[use_radial], cfg, stream_seed(fit_seed, "potential"), "cpu", False, jeans=jeans
+            points[use_radial], cfg, stream_seed(args.seed, "potential"), "cpu", False, jeans=jeans
         )
         fit_s = time.perf_counter() - t0
         RunDir(out / variant, create=True).save_potential(net, stars.units, region, {})
