@@ -13,7 +13,10 @@ read by :func:`~deeppot_galpy.data.catalog_to_phasespace`, and each fit is also 
 On ``hernquist_beta`` (An, Naik et al. 2021's beta = 1/2 sphere) their metric is reported too
 (``an2021_radial_force_err``: median |a_r / a_r,true - 1| at 50 points along an axis, 0.4a-20a).
 ``--augment`` trains the flows with the first variant's symmetry augmentation
-(:mod:`deeppot_galpy.df.augment`; use a new ``--out``: the flows are cached there).
+(:mod:`deeppot_galpy.df.augment`; use a new ``--out``: the flows are cached there), and
+``--df-model`` with another DF model. ``--fit-seed`` redraws the points, Jeans moments and
+network initialisation on the same stars and flows (the potential stage's own spread), and
+``--n-points`` sets how many CBE points.
 Every variant's fit is saved as a run directory (potential only) under ``--out``, and its
 export to galpy (``interp_rz``/``interp_spherical``/expansions) is timed and checked against
 the network.
@@ -152,6 +155,11 @@ def main() -> None:
     p.add_argument("--n-eval", type=int, default=2**14)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/symmetry")
+    p.add_argument("--df-model", help="the flows' FlowConfig.model (default: the preset's)")
+    p.add_argument("--n-points", type=int, help="CBE points (default: the preset's)")
+    p.add_argument(
+        "--fit-seed", type=int, help="seed of the points, Jeans moments and potential (--seed)"
+    )
     p.add_argument(
         "--augment",
         action="store_true",
@@ -159,6 +167,10 @@ def main() -> None:
     )
     args = p.parse_args()
     config = PRESETS[args.preset]
+    if args.df_model:
+        config = replace(config, flow=replace(config.flow, model=args.df_model))
+    config = replace(config, n_points=args.n_points or config.n_points)
+    fit_seed = args.seed if args.fit_seed is None else args.fit_seed
     mock = get_mock(args.mock)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -190,7 +202,7 @@ def main() -> None:
                 sources,
                 config.n_points,
                 region,
-                stream_seed(args.seed, "points"),
+                stream_seed(fit_seed, "points"),
                 radial=radial if use else None,
             )[0]
     flow_s = time.perf_counter() - t0
@@ -208,10 +220,10 @@ def main() -> None:
             else:
                 cfg = replace(cfg, **{key: typed(getattr(cfg, key), value)})
         cfg = replace(cfg, config=net_cfg)
-        jeans = jeans_moments(stars.summary, region, cfg, args.seed, "cpu")
+        jeans = jeans_moments(stars.summary, region, cfg, fit_seed, "cpu")
         t0 = time.perf_counter()
         net, history = fit_potential(
-            points[use_radial], cfg, stream_seed(args.seed, "potential"), "cpu", False, jeans=jeans
+            points[use_radial], cfg, stream_seed(fit_seed, "potential"), "cpu", False, jeans=jeans
         )
         fit_s = time.perf_counter() - t0
         RunDir(out / variant, create=True).save_potential(net, stars.units, region, {})
