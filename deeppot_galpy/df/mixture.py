@@ -8,11 +8,13 @@ r"""p(v | x) as a mixture of Gaussian velocity ellipsoids that change with posit
 
 with u and y the standardised velocity and position, and the weights w_k (a softmax), means
 m_k and lower-triangular Cholesky factors L_k of the precision all outputs of one smooth MLP
-of position: a mixture density network (Bishop 1994). A disk's thin and thick populations,
-or a sphere's radial and tangential orbits, are a few ellipsoids whose sizes, tilts and
-shares change smoothly with place; how a dispersion follows height is then an output of the
-network, not something a flow's couplings must learn through a spline's knots (RESULTS.md,
-section 15). grad ln p comes by autograd, smooth in x and v.
+of position: a mixture density network (Bishop 1994). A disk's thin and thick populations
+are a few ellipsoids whose sizes, tilts and shares change smoothly with place; how a
+dispersion follows height is then an output of the network, not something a flow's couplings
+must learn through a spline's knots. grad ln p comes by autograd, smooth in x and v. On the
+local disk mock it lowers the p90 force error but not K_z's; a sphere's velocities (their
+escape-speed edge, a radial anisotropy) it fits worse than the conditional flow (RESULTS.md,
+section 15), so it is an option, not the default.
 
 References:
     Bishop 1994, "Mixture density networks", Aston University NCRG/94/004.
