@@ -33,7 +33,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .flows import FlowConfig, build_flow, position_features
+from .flows import FlowConfig, build_flow, position_features, position_mlp
 from .mixture import VelocityMixture
 
 __all__ = ["FactorisedFlow", "VelocityEllipsoid"]
@@ -47,16 +47,10 @@ class VelocityEllipsoid(nn.Module):
 
     def __init__(self, hidden: tuple[int, ...]):
         super().__init__()
-        layers: list[nn.Module] = []
-        width = 3
-        for h in hidden:
-            layers += [nn.Linear(width, h), nn.SiLU()]
-            width = h
-        out = nn.Linear(width, 3 + 6 + 1)
+        self.net = position_mlp(hidden, 3 + 6 + 1)
         # start at the identity: zero mean, unit ellipsoid (the standardisation's)
-        nn.init.zeros_(out.weight)
-        nn.init.zeros_(out.bias)
-        self.net = nn.Sequential(*layers, out)
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
         rows, cols = torch.triu_indices(3, 3)
         self.register_buffer("rows", rows, persistent=False)
         self.register_buffer("cols", cols, persistent=False)

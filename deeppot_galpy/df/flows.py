@@ -30,7 +30,7 @@ from zuko.flows import Flow, GeneralCouplingTransform
 from zuko.lazy import UnconditionalDistribution, UnconditionalTransform
 from zuko.transforms import LULinearTransform, MonotonicAffineTransform, MonotonicRQSTransform
 
-__all__ = ["FlowConfig", "PhaseSpaceFlow", "build_flow", "position_features"]
+__all__ = ["FlowConfig", "PhaseSpaceFlow", "build_flow", "position_features", "position_mlp"]
 
 
 MODELS = ("joint", "factorised", "mixture")
@@ -113,6 +113,16 @@ def position_features(y: Tensor) -> Tensor:
     """What position-conditioned networks read of standardised positions y: asinh keeps a
     cusp's 10^3-wide range in view."""
     return torch.asinh(y)
+
+
+def position_mlp(hidden: tuple[int, ...], out_features: int) -> nn.Sequential:
+    """A smooth (SiLU) MLP from the 3 :func:`position_features` to ``out_features``."""
+    layers: list[nn.Module] = []
+    width = 3
+    for h in hidden:
+        layers += [nn.Linear(width, h), nn.SiLU()]
+        width = h
+    return nn.Sequential(*layers, nn.Linear(width, out_features))
 
 
 class PhaseSpaceFlow(nn.Module):

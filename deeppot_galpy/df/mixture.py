@@ -27,7 +27,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .flows import position_features
+from .flows import position_features, position_mlp
 
 __all__ = ["VelocityMixture"]
 
@@ -40,14 +40,9 @@ class VelocityMixture(nn.Module):
     def __init__(self, components: int, hidden: tuple[int, ...]):
         super().__init__()
         self.components = components
-        layers: list[nn.Module] = []
-        width = 3
-        for h in hidden:
-            layers += [nn.Linear(width, h), nn.SiLU()]
-            width = h
         # per component: weight logit, mean (3), ln diag L (3), below-diagonal L (3); the default
         # small random initialisation breaks the symmetry between the components
-        self.net = nn.Sequential(*layers, nn.Linear(width, components * 10))
+        self.net = position_mlp(hidden, components * 10)
         rows, cols = torch.tril_indices(3, 3, offset=-1)
         self.register_buffer("rows", rows, persistent=False)
         self.register_buffer("cols", cols, persistent=False)
