@@ -22,7 +22,7 @@ A config file starts from a preset and overrides any setting; CLI flags override
                                #   loss (lnf | f | crossfit: the flow members in two groups),
                                #   jeans_weight, jeans_functions, jeans_neighbours, jeans_batch,
                                #   replicates (bootstrap refits for error bars), replicate_steps
-    [potential.network]        # PotentialConfig: hidden, activation, softening,
+    [potential.network]        # PotentialConfig: hidden, activation, softening, vertical,
                                #   symmetry (auto | none | axisymmetric | mirror | spherical;
                                #   the presets': auto, chosen from the stars, deeppot_galpy.shape)
     [checkpoint]               # checkpoint.CheckpointPolicy: flow_epochs, potential_steps, seconds

@@ -83,6 +83,7 @@ class NumpyPotentialMLP:
         self.phi_scale = float(net.phi_scale)
         self.activation = net.config.activation
         self.symmetry, self.softening = net.config.symmetry, net.config.softening
+        self.vertical = net.config.vertical
         self.input_center = self.inputs(self.center[None])[0]
 
     def _act(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -98,7 +99,7 @@ class NumpyPotentialMLP:
     def inputs(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """The MLP's inputs (before centring) and their Jacobian in x / L (None: identity):
         position, or the symmetry's invariants, in units of the length scale."""
-        return invariant_inputs(x / self.length, self.symmetry, self.softening)[:2]
+        return invariant_inputs(x / self.length, self.symmetry, self.softening, self.vertical)[:2]
 
     def _forward(self, x: np.ndarray) -> tuple[np.ndarray, list[np.ndarray], np.ndarray | None]:
         """The network's output (N,) at x (N, 3), each hidden layer's sigma'(z) and the

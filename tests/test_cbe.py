@@ -98,12 +98,15 @@ def test_unbiased_loss_removes_attenuation_bias():
     assert abs(bias_cross) < 0.5 * abs(bias_plain)
 
 
-@pytest.mark.parametrize("activation, symmetry", NETS)
-def test_forward_laplacian_matches_autograd(activation, symmetry):
+@pytest.mark.parametrize(
+    "activation, symmetry, vertical",
+    [(a, s, "square") for a, s in NETS] + [("silu", "mirror", "softened")],
+)
+def test_forward_laplacian_matches_autograd(activation, symmetry, vertical):
     from deeppot_galpy.potential import PotentialConfig, PotentialNet
 
     torch.manual_seed(0)
-    cfg = PotentialConfig(activation=activation, symmetry=symmetry)
+    cfg = PotentialConfig(activation=activation, symmetry=symmetry, vertical=vertical)
     net = PotentialNet(torch.tensor([0.3, -0.2, 0.1]), 2.0, 3.0, cfg).double()
     x = torch.randn(64, 3, dtype=torch.float64) * 3
     x[0] = 0.0  # on the axis and at the centre: the softened invariants stay smooth

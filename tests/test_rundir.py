@@ -82,3 +82,26 @@ def test_weights_are_not_pickles(run):
     n = int.from_bytes(head[:8], "little")
     header = json.loads((run[0].path / "potential.safetensors").read_bytes()[8 : 8 + n])
     assert "mlp.0.weight" in header
+
+
+def test_a_mirror_fit_saved_before_the_vertical_setting_loads_as_it_was(tmp_path):
+    """Mirror fits read the softened abs(z) before ``vertical`` existed (now z^2): a file
+    without the key must come back as the same function, not as today's input."""
+    torch.manual_seed(0)
+    old = PotentialConfig(hidden=(16, 16), symmetry="mirror", vertical="softened")
+    net = PotentialNet(torch.tensor([8.0, 0.0, 0.1]), 0.5, 400.0, old)
+    rd = RunDir(tmp_path / "old", create=True)
+    rd.save_potential(net, Units.galactic(), {"r_max": 1.0})
+    path = rd.path / "potential.json"
+    record = json.loads(path.read_text())
+    del record["metadata"]["network"]["config"]["vertical"]
+    path.write_text(json.dumps(record))
+    loaded, _ = RunDir(rd.path).load_potential()
+    assert loaded.config.vertical == "softened"
+    x = torch.tensor([[8.0, 0.3, 0.02], [7.5, -0.2, -0.4]])
+    torch.testing.assert_close(loaded(x), net(x), rtol=0, atol=0)
+    today = PotentialNet.from_metadata(
+        {**net.metadata(), "config": PotentialConfig(hidden=(16, 16), symmetry="mirror").to_dict()}
+    )
+    today.load_state_dict(net.state_dict())
+    assert not torch.allclose(today(x), net(x))  # the control: the inputs differ

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .symmetry import SYMMETRIES, SYMMETRY_CHOICES, invariant_inputs, n_inputs
+from .symmetry import SYMMETRIES, SYMMETRY_CHOICES, VERTICAL_INPUTS, invariant_inputs, n_inputs
 
 __all__ = ["PotentialConfig", "PotentialNet"]
 
@@ -63,13 +63,16 @@ class PotentialConfig:
     """Architecture of the potential MLP. ``symmetry`` (``none``, ``axisymmetric`` about the
     z axis, ``mirror``: that and even in z, ``spherical`` about the origin) makes the network
     read only that symmetry's invariants (:mod:`.symmetry`), softened within ``softening``
-    length scales of the axis, plane or centre. ``auto`` (the presets') is chosen from the
-    stars before a network is built (:func:`~deeppot_galpy.shape.choose_symmetry`)."""
+    length scales of the axis or centre; ``vertical`` is a mirror fit's input across the
+    plane (``square``: z^2; ``softened``: the softened abs(z) of files saved before this
+    setting existed, which load with it). ``auto`` (the presets') is chosen from the stars
+    before a network is built (:func:`~deeppot_galpy.shape.choose_symmetry`)."""
 
     hidden: tuple[int, ...] = (128, 128, 128)
     activation: str = "silu"
     symmetry: str = "none"
     softening: float = 0.1
+    vertical: str = "square"
 
     def __post_init__(self) -> None:
         if self.symmetry not in SYMMETRY_CHOICES:
@@ -78,6 +81,10 @@ class PotentialConfig:
             )
         if not self.softening > 0:
             raise ValueError(f"softening must be > 0 (got {self.softening})")
+        if self.vertical not in VERTICAL_INPUTS:
+            raise ValueError(
+                f"vertical {self.vertical!r} not supported; use one of {list(VERTICAL_INPUTS)}"
+            )
         if self.activation not in _ACTIVATIONS:
             raise ValueError(
                 f"activation {self.activation!r} not supported; use one of {sorted(_ACTIVATIONS)} "
@@ -91,6 +98,7 @@ class PotentialConfig:
     def from_dict(cls, d: dict) -> PotentialConfig:
         d = dict(d)
         d["hidden"] = tuple(d.get("hidden", cls.hidden))
+        d.setdefault("vertical", "softened")  # saved before mirror fits read z^2
         return cls(**d)
 
 
@@ -144,8 +152,12 @@ class PotentialNet(nn.Module):
         """The MLP's inputs at x, about the data centre's, with their Jacobian and Laplacian
         in the scaled position x / L (:func:`~.symmetry.invariant_inputs`)."""
         cfg = self.config
-        a, jac, lap = invariant_inputs(x / self.length_scale, cfg.symmetry, cfg.softening)
-        a0 = invariant_inputs(self.center[None] / self.length_scale, cfg.symmetry, cfg.softening)
+        a, jac, lap = invariant_inputs(
+            x / self.length_scale, cfg.symmetry, cfg.softening, cfg.vertical
+        )
+        a0 = invariant_inputs(
+            self.center[None] / self.length_scale, cfg.symmetry, cfg.softening, cfg.vertical
+        )
         return a - a0[0], jac, lap
 
     def forward(self, x: Tensor) -> Tensor:
