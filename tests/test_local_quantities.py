@@ -16,7 +16,13 @@ from galpy.potential import (
 )
 from galpy.util.conversion import dens_in_msolpc3
 
-from deeppot_galpy.local import LocalQuantities, baryonic_model, local_quantities, sun_cyl
+from deeppot_galpy.local import (
+    RHO0_SYSTEMATIC,
+    LocalQuantities,
+    baryonic_model,
+    local_quantities,
+    sun_cyl,
+)
 from deeppot_galpy.potential.replicates import SIGMA_CALIBRATION
 
 MW = mwpotentials.MWPotential2014  # ro = 8 kpc, vo = 220 km/s, physical output off
@@ -98,8 +104,10 @@ def test_error_is_the_calibrated_replicates_spread():
     assert q.sigma["vc"].to_value(u.km / u.s) == pytest.approx(
         k_force * np.std(np.sqrt(amps) * VO, ddof=1), rel=1e-10
     )
+    # the densities add the flows' shared deficit at the plane, a fraction of rho_0
     rho_spread = (q.sigma["rho0"] / q.rho0).to_value("")
-    assert rho_spread == pytest.approx(k_density * np.std(amps, ddof=1), rel=1e-8)
+    expected = np.hypot(k_density * np.std(amps, ddof=1), RHO0_SYSTEMATIC)
+    assert rho_spread == pytest.approx(expected, rel=1e-8)
     # a flat curve: A = -B = v_c / 2R, so each replicate's A is sqrt(amp) vo / 2 R0
     assert q.sigma["oort_A"].to_value(u.km / u.s / u.kpc) == pytest.approx(
         k_force * np.std(np.sqrt(amps) * VO / (2 * R0), ddof=1), rel=1e-8
