@@ -49,14 +49,14 @@ SYMMETRY_CHOICES = (*SYMMETRIES, "auto")
 
 
 # each input: ("norm", axes) a softened norm over those axes, ("axis", i) u_i itself, or
-# ("square", i) u_i^2
+# ("square", i) u_i^2; a mirror fit's vertical input is u_z^2, or the softened |u_z| of fits
+# saved before it
+VERTICAL_INPUTS = {"square": ("square", 2), "softened": ("norm", (2,))}
 _INPUTS = {
     "axisymmetric": (("norm", (0, 1)), ("axis", 2)),
-    "mirror": (("norm", (0, 1)), ("square", 2)),
+    "mirror": (("norm", (0, 1)), VERTICAL_INPUTS["square"]),
     "spherical": (("norm", (0, 1, 2)),),
 }
-# the vertical input of a mirror fit: u_z^2, or the softened |u_z| of fits saved before it
-VERTICAL_INPUTS = {"square": ("square", 2), "softened": ("norm", (2,))}
 
 
 def n_inputs(symmetry: str) -> int:
