@@ -52,6 +52,7 @@ from deeppot_galpy.mocks import get_mock
 from deeppot_galpy.potential import fit_potential
 from deeppot_galpy.rundir import RunDir
 from deeppot_galpy.seeds import stream_seed
+from deeppot_galpy.shape import choose_df_model
 from deeppot_galpy.stars import Stars
 
 
@@ -183,10 +184,14 @@ def main() -> None:
     if (cache.path / "flows.json").exists():
         ens, _ = cache.load_flows()
     else:
-        ens = FlowEnsemble(stars.summary.standardization(), config.n_flows, config.flow)
+        first = args.variants.split(",")[0].split("+")[0]
+        flow = config.flow
+        if flow.model == "auto":  # as deeppot fit chooses it, for the first variant's symmetry
+            model = choose_df_model(stars.summary.x, stars.summary.v, first)["model"]
+            flow = replace(flow, model=model)
+        ens = FlowEnsemble(stars.summary.standardization(), config.n_flows, flow)
         augment = None
         if args.augment:  # the symmetry of the first variant
-            first = args.variants.split(",")[0].split("+")[0]
             augment = symmetry_augmentation(first, is_centred(region))
         seed = stream_seed(args.seed, "flows")
         ens.fit(stars.eta, config.flow_training, seed, False, augment=augment)

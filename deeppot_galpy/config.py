@@ -13,8 +13,9 @@ A config file starts from a preset and overrides any setting; CLI flags override
                                #   radial_density (spherical fits: nu(r) from the radii)
     n_flows = 4
     [flow]                     # FlowConfig: steps, bins, hidden, bound,
-                               #   model (joint | factorised: n(x) p(v|x) | mixture: the same
-                               #   with p a mixture of velocity ellipsoids), components
+                               #   model (auto | joint | factorised: n(x) p(v|x) | mixture: the
+                               #   same with p a mixture of velocity ellipsoids; the presets':
+                               #   auto, chosen from the stars, deeppot_galpy.shape), components
     [flow_training]            # FlowTraining: epochs, batch_size, lr, weight_decay, val_fraction,
                                #   patience, time_budget_s (0: none), bootstrap,
                                #   augment (random moves by the potential's symmetry)
@@ -132,8 +133,9 @@ PRESETS: dict[str, FitConfig] = {
     "default": FitConfig(
         n_stars=2**17,
         n_flows=2,
-        # n(x) p(v|x): halves the anisotropic sphere's force error (RESULTS.md, section 6)
-        flow=FlowConfig(model="factorised"),
+        # n(x) p(v|x), p a conditional flow (halves the anisotropic sphere's force error,
+        # RESULTS.md, section 6) or for a rotating disk a mixture of ellipsoids (section 15)
+        flow=FlowConfig(model="auto"),
         flow_training=FlowTraining(epochs=40, batch_size=4096, time_budget_s=300),
         n_points=2**15,
         potential=PotentialTraining(
@@ -150,7 +152,7 @@ PRESETS: dict[str, FitConfig] = {
     "paper": FitConfig(
         n_stars=2**17,
         n_flows=8,
-        flow=FlowConfig(model="factorised"),
+        flow=FlowConfig(model="auto"),
         flow_training=FlowTraining(epochs=200, batch_size=4096),
         n_points=2**15,
         potential=PotentialTraining(

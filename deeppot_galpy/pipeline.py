@@ -64,7 +64,7 @@ from .resume import check_target, prepare
 from .rundir import RunDir, software_versions
 from .scoring import score_against_truth
 from .seeds import stream_seed
-from .shape import choose_symmetry
+from .shape import choose_df_model, choose_symmetry
 from .stars import Stars
 from .units import Units
 
@@ -142,6 +142,7 @@ def _fit(
     stages = _Stages()
     region = stars.summary.region()
     config, symmetry = _resolve_symmetry(config, stars.summary, region)
+    config, df_model = _resolve_df_model(config, stars.summary)
     record = {
         "config": config.to_dict(),
         "seed": seed,
@@ -153,6 +154,7 @@ def _fit(
         "data": {"n_stars": len(stars.eta), "sha256": stars.sha256(), "meta": stars.meta},
         "region": region,
         "symmetry": symmetry,
+        "df_model": df_model,
         "invocation": options.invocation,
     }
     done = prepare(run, record, options.resume, options.overwrite)
@@ -253,6 +255,17 @@ def _resolve_symmetry(config: FitConfig, stars: PhaseSpace, region: dict) -> tup
     choice = choose_symmetry(stars.x, stars.v, region).to_dict()
     potential = replace(config.potential, config=replace(net, symmetry=choice["symmetry"]))
     return replace(config, potential=potential), {"requested": "auto"} | choice
+
+
+def _resolve_df_model(config: FitConfig, stars: PhaseSpace) -> tuple[FitConfig, dict]:
+    """The config with the DF model ``"auto"`` replaced by the one the stars and the resolved
+    symmetry call for (:func:`~deeppot_galpy.shape.choose_df_model`), and its record."""
+    if config.flow.model != "auto":
+        return config, {"model": config.flow.model, "reason": "given"}
+    choice = choose_df_model(stars.x, stars.v, config.potential.config.symmetry)
+    return replace(config, flow=replace(config.flow, model=choice["model"])), {
+        "requested": "auto"
+    } | choice
 
 
 def _radial_profile(

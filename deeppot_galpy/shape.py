@@ -29,6 +29,12 @@ a symmetry only where the positions show it, about the coordinates' origin, and 
 Anything else (a system off the origin, a triaxial or tilted one, a volume without a
 rotating disk) gets ``"none"``. The choice and the numbers behind it are recorded in
 ``run.json`` (``symmetry``) and printed by ``deeppot fit``.
+
+The DF model ``"auto"`` (:func:`choose_df_model`) follows: a disk, round about z and rotating
+(median v_phi above twice its dispersion), gets the mixture of velocity ellipsoids
+(:mod:`deeppot_galpy.df.mixture`), whose dispersions follow position more smoothly than a
+flow's; anything else the conditional flow, which fits a pressure-supported system's
+velocities (their escape-speed edge, an anisotropy that turns) better (RESULTS.md, section 15).
 """
 
 from __future__ import annotations
@@ -39,7 +45,14 @@ import numpy as np
 
 from .compare import centre_offset, is_centred
 
-__all__ = ["CENTRE_TOLERANCE", "SHAPE_TOLERANCE", "SymmetryChoice", "choose_symmetry"]
+__all__ = [
+    "CENTRE_TOLERANCE",
+    "SHAPE_TOLERANCE",
+    "SymmetryChoice",
+    "choose_df_model",
+    "choose_symmetry",
+    "rotation_support",
+]
 
 CENTRE_TOLERANCE = 0.05  # median position from the origin, in median radii
 SHAPE_TOLERANCE = 0.01  # entries of <u u^T> from round (I/3) or round about z
@@ -58,6 +71,15 @@ class SymmetryChoice:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def rotation_support(x: np.ndarray, v: np.ndarray) -> float:
+    """|median v_phi| about the z axis over its dispersion (1.4826 MAD): median and MAD, so a
+    few stars with bad velocities cannot hide a disk."""
+    R = np.hypot(x[:, 0], x[:, 1])
+    v_phi = (x[:, 0] * v[:, 1] - x[:, 1] * v[:, 0]) / np.maximum(R, 1e-12)
+    spread = 1.4826 * np.median(np.abs(v_phi - np.median(v_phi)))
+    return float(abs(np.median(v_phi)) / max(spread, 1e-12))
 
 
 def _shape(x: np.ndarray) -> tuple[np.ndarray, float]:
@@ -98,13 +120,9 @@ def choose_symmetry(x: np.ndarray, v: np.ndarray, region: dict) -> SymmetryChoic
     center = np.asarray(region["center"], float)
     r_med = float(np.median(np.linalg.norm(x - center, axis=1)))
     if not is_centred(region):
-        R = np.hypot(x[:, 0], x[:, 1])
-        v_phi = (x[:, 0] * v[:, 1] - x[:, 1] * v[:, 0]) / np.maximum(R, 1e-12)
-        # median and MAD: a few stars with bad velocities must not hide the disk
-        spread = 1.4826 * np.median(np.abs(v_phi - np.median(v_phi)))
         measures = {
             "centre_offset": centre_offset(region),
-            "median_vphi_over_sigma": float(abs(np.median(v_phi)) / max(spread, 1e-12)),
+            "median_vphi_over_sigma": rotation_support(x, v),
             "median_over_edge_distance": r_med / float(region["r_max"]),
         }
         if measures["median_vphi_over_sigma"] > _ROTATION and (
@@ -123,3 +141,16 @@ def choose_symmetry(x: np.ndarray, v: np.ndarray, region: dict) -> SymmetryChoic
         measures = {"centre_from_origin": offset, "median_radius": r_med}
         return SymmetryChoice("none", "the stars are not centred on the origin", measures)
     return _whole_system(x)
+
+
+def choose_df_model(x: np.ndarray, v: np.ndarray, symmetry: str) -> dict:
+    """The DF model ``"auto"`` gives stars at ``x``, ``v`` (N, 3) whose potential has
+    ``symmetry`` (already resolved): ``"mixture"`` for a rotating disk, else ``"factorised"``;
+    with the reason and the measure, for ``run.json``."""
+    rotation = rotation_support(x, v)
+    disk = symmetry in ("mirror", "axisymmetric") and rotation > _ROTATION
+    return {
+        "model": "mixture" if disk else "factorised",
+        "reason": ("a" if disk else "not a") + " disk rotating about the z axis",
+        "measures": {"median_vphi_over_sigma": rotation, "symmetry": symmetry},
+    }

@@ -105,6 +105,10 @@ def test_ensemble_round_trip_keeps_the_model(model):
 def test_unknown_model_is_refused():
     with pytest.raises(ValueError, match="unknown DF model"):
         FlowConfig(model="banana")
+    with pytest.raises(ValueError, match="chosen from the stars first"):
+        FlowEnsemble.from_metadata(
+            {"k": 1, "config": {"model": "auto"}, "mean": [0.0] * 6, "scale": [1.0] * 6}
+        )
 
 
 def test_a_spatial_selection_changes_the_density_not_the_velocities():

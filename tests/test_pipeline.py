@@ -122,5 +122,6 @@ def test_crossfit_uses_two_groups_of_flow_members(tmp_path, model):
     assert ens.k == 2 and metrics["points"]["kept"] > 0.9 * cfg.n_points
     assert metrics["points"]["radial_density"] == (model == "factorised")
     assert all(isinstance(m, FactorisedFlow) == (model == "factorised") for m in ens.members)
+    assert RunDir(tmp_path).read_json("run")["df_model"] == {"model": model, "reason": "given"}
     assert 0 < metrics["potential"]["force_err_median"] < 1
     assert len(RunDir(tmp_path).load_replicates()) == 2  # each on one member, ln f loss

@@ -1,11 +1,12 @@
-"""symmetry = "auto": the symmetry the stars show, and none where they show none."""
+"""symmetry = "auto": the symmetry the stars show, and none where they show none; the DF
+model "auto": the mixture of velocity ellipsoids for a rotating disk only."""
 
 import numpy as np
 import pytest
 
 from deeppot_galpy.mocks import get_mock
 from deeppot_galpy.phasespace import PhaseSpace
-from deeppot_galpy.shape import choose_symmetry
+from deeppot_galpy.shape import choose_df_model, choose_symmetry
 
 
 @pytest.fixture(scope="module")
@@ -57,3 +58,16 @@ def test_a_survey_volume_is_a_disk_only_if_it_rotates(plummer):
     # a satellite on a tangential orbit: cold and moving, but concentrated to its own centre
     satellite = plummer.x * 0.5 + [50.0, 0.0, 0.0]
     assert _chosen(satellite, 20.0 * plummer.v + [0.0, 250.0, 0.0]) == "none"
+
+
+def test_the_mixture_of_ellipsoids_is_chosen_for_a_rotating_disk_only(plummer):
+    disk = get_mock("mn_disk").sample(2**12, 1)
+    assert choose_df_model(disk.x, disk.v, "mirror")["model"] == "mixture"
+    # the same stars without a disk's symmetry, or without their rotation
+    assert choose_df_model(disk.x, disk.v, "none")["model"] == "factorised"
+    assert choose_df_model(disk.x, plummer.v[: 2**12], "mirror")["model"] == "factorised"
+    assert choose_df_model(plummer.x, plummer.v, "spherical")["model"] == "factorised"
+    # a flattened but pressure-supported system
+    assert choose_df_model(plummer.x * [1.0, 1.0, 0.8], plummer.v, "mirror")["model"] == (
+        "factorised"
+    )

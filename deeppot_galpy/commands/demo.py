@@ -16,7 +16,7 @@ from .. import distributed
 from ..config import PRESETS, RunConfig
 from ..mocks import available_mocks
 from ..pipeline import run_demo
-from .options import add_run_options, bad_files_reported, run_config, symmetry_line
+from .options import add_run_options, bad_files_reported, model_choices, run_config
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -58,5 +58,5 @@ def _demo(cfg: RunConfig, out: str, inputs: dict) -> None:
             indent=2,
         )
     )
-    print(symmetry_line(out))
+    print(model_choices(out))
     print(f"run directory: {out} (metrics.json, figures/)")

@@ -24,7 +24,7 @@ from .. import distributed
 from ..config import PRESETS, RunConfig
 from ..pipeline import fit_catalog
 from ..rundir import RunDir
-from .options import add_run_options, bad_files_reported, run_config, symmetry_line
+from .options import add_run_options, bad_files_reported, model_choices, run_config
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -82,7 +82,7 @@ def _fit(cfg: RunConfig, out: str, inputs: dict) -> None:
     if distributed.is_main_process():
         print(report if report is not None else "no cuts: a .npy array is used as it is")
         print(json.dumps({"n_stars": metrics["n_stars"], "timing": metrics["timing"]}, indent=2))
-        print(symmetry_line(out))
+        print(model_choices(out))
         print(f"run directory: {out}  (load with DeepPotential.load({str(Path(out))!r}))")
         run = RunDir(out).read_json("run")
         if run["region"].get("survey_volume"):

@@ -24,7 +24,7 @@ from ..potential.symmetry import SYMMETRY_CHOICES
 from ..resume import check_target
 from ..rundir import ModelFileError, RunDir
 
-__all__ = ["add_run_options", "bad_files_reported", "run_config", "symmetry_line"]
+__all__ = ["add_run_options", "bad_files_reported", "run_config", "model_choices"]
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
@@ -117,13 +117,19 @@ def run_config(
     return replace(cfg, options=replace(cfg.options, **how)), out, recorded
 
 
-def symmetry_line(out: str | Path) -> str:
-    """One line saying which symmetry a finished run's potential has, and why."""
-    chosen = RunDir(out).read_json("run").get("symmetry", {})
-    why = chosen.get("reason", "given") if chosen.get("requested") == "auto" else "given"
+def model_choices(out: str | Path) -> str:
+    """Two lines saying which potential symmetry and DF model a finished run has, and why."""
+    run = RunDir(out).read_json("run")
+    symmetry, df_model = run.get("symmetry", {}), run.get("df_model", {})
+
+    def why(chosen: dict) -> str:
+        return chosen.get("reason", "given") if chosen.get("requested") == "auto" else "given"
+
     return (
-        f"potential symmetry: {chosen.get('symmetry', 'none')} ({why}; "
-        "--symmetry none|axisymmetric|mirror|spherical chooses it)"
+        f"potential symmetry: {symmetry.get('symmetry', 'none')} ({why(symmetry)}; "
+        "--symmetry none|axisymmetric|mirror|spherical chooses it)\n"
+        f"DF model: {df_model.get('model', run['config']['flow']['model'])} ({why(df_model)}; "
+        "[flow] model = factorised|mixture|joint in a --config file chooses it)"
     )
 
 

@@ -209,6 +209,11 @@ def _mean_nll(flow: nn.Module, eta: Tensor, batch: int = 65536) -> float:
 
 def member(mean: Tensor, scale: Tensor, config: FlowConfig) -> nn.Module:
     """One flow of the form ``config.model`` names (the same log_prob/sample interface)."""
+    if config.model == "auto":
+        raise ValueError(
+            "the DF model 'auto' is chosen from the stars first (deeppot_galpy.shape."
+            "choose_df_model); build the ensemble with the model it gives"
+        )
     cls = FactorisedFlow if config.factorised else PhaseSpaceFlow
     return cls(mean, scale, config)
 

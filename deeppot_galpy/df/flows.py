@@ -33,7 +33,7 @@ from zuko.transforms import LULinearTransform, MonotonicAffineTransform, Monoton
 __all__ = ["FlowConfig", "PhaseSpaceFlow", "build_flow", "position_features", "position_mlp"]
 
 
-MODELS = ("joint", "factorised", "mixture")
+MODELS = ("auto", "joint", "factorised", "mixture")
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,9 @@ class FlowConfig:
     ``model`` is the form of f: ``"joint"``, one flow on the 6D phase space, or
     ``"factorised"``, f = n(x) p(v | x) (:class:`~deeppot_galpy.df.factorised.FactorisedFlow`)
     with p a conditional flow, or ``"mixture"``, the same with p a mixture of ``components``
-    Gaussian velocity ellipsoids (:class:`~deeppot_galpy.df.mixture.VelocityMixture`).
+    Gaussian velocity ellipsoids (:class:`~deeppot_galpy.df.mixture.VelocityMixture`);
+    ``"auto"`` (the presets'), one of the last two chosen from the stars before training
+    (:func:`~deeppot_galpy.shape.choose_df_model`).
     """
 
     steps: int = 6  # 6 beat 4 on grad ln f and the core at equal wall time (RESULTS.md)
