@@ -134,7 +134,7 @@ PRESETS: dict[str, FitConfig] = {
         n_stars=2**17,
         n_flows=2,
         # n(x) p(v|x), p a conditional flow (halves the anisotropic sphere's force error,
-        # RESULTS.md, section 6) or for a rotating disk a mixture of ellipsoids (section 15)
+        # RESULTS.md, section 6) or in a disk's survey volume a mixture of ellipsoids (section 17)
         flow=FlowConfig(model="auto"),
         flow_training=FlowTraining(epochs=40, batch_size=4096, time_budget_s=300),
         n_points=2**15,

@@ -142,7 +142,7 @@ def _fit(
     stages = _Stages()
     region = stars.summary.region()
     config, symmetry = _resolve_symmetry(config, stars.summary, region)
-    config, df_model = _resolve_df_model(config, stars.summary)
+    config, df_model = _resolve_df_model(config, stars.summary, region)
     record = {
         "config": config.to_dict(),
         "seed": seed,
@@ -257,12 +257,12 @@ def _resolve_symmetry(config: FitConfig, stars: PhaseSpace, region: dict) -> tup
     return replace(config, potential=potential), {"requested": "auto"} | choice
 
 
-def _resolve_df_model(config: FitConfig, stars: PhaseSpace) -> tuple[FitConfig, dict]:
+def _resolve_df_model(config: FitConfig, stars: PhaseSpace, region: dict) -> tuple[FitConfig, dict]:
     """The config with the DF model ``"auto"`` replaced by the one the stars and the resolved
     symmetry call for (:func:`~deeppot_galpy.shape.choose_df_model`), and its record."""
     if config.flow.model != "auto":
         return config, {"model": config.flow.model, "reason": "given"}
-    choice = choose_df_model(stars.x, stars.v, config.potential.config.symmetry)
+    choice = choose_df_model(stars.x, stars.v, config.potential.config.symmetry, region)
     return replace(config, flow=replace(config.flow, model=choice["model"])), {
         "requested": "auto"
     } | choice

@@ -30,11 +30,12 @@ Anything else (a system off the origin, a triaxial or tilted one, a volume witho
 rotating disk) gets ``"none"``. The choice and the numbers behind it are recorded in
 ``run.json`` (``symmetry``) and printed by ``deeppot fit``.
 
-The DF model ``"auto"`` (:func:`choose_df_model`) follows: a disk, round about z and rotating
-(median v_phi above twice its dispersion), gets the mixture of velocity ellipsoids
-(:mod:`deeppot_galpy.df.mixture`), whose dispersions follow position more smoothly than a
-flow's; anything else the conditional flow, which fits a pressure-supported system's
-velocities (their escape-speed edge, an anisotropy that turns) better (RESULTS.md, section 15).
+The DF model ``"auto"`` (:func:`choose_df_model`) follows: a survey volume of a disk (the
+region away from the origin, round about z and rotating: median v_phi above twice its
+dispersion) gets the mixture of velocity ellipsoids (:mod:`deeppot_galpy.df.mixture`), whose
+dispersions follow height more smoothly than a flow's; anything else the conditional flow,
+which fits a pressure-supported system's velocities (their escape-speed edge, an anisotropy
+that turns) and a whole disk, hot at its centre, better (RESULTS.md, sections 15 and 17).
 """
 
 from __future__ import annotations
@@ -143,14 +144,15 @@ def choose_symmetry(x: np.ndarray, v: np.ndarray, region: dict) -> SymmetryChoic
     return _whole_system(x)
 
 
-def choose_df_model(x: np.ndarray, v: np.ndarray, symmetry: str) -> dict:
-    """The DF model ``"auto"`` gives stars at ``x``, ``v`` (N, 3) whose potential has
-    ``symmetry`` (already resolved): ``"mixture"`` for a rotating disk, else ``"factorised"``;
-    with the reason and the measure, for ``run.json``."""
+def choose_df_model(x: np.ndarray, v: np.ndarray, symmetry: str, region: dict) -> dict:
+    """The DF model ``"auto"`` gives stars at ``x``, ``v`` (N, 3) filling ``region`` whose
+    potential has ``symmetry`` (already resolved): ``"mixture"`` for a survey volume of a
+    rotating disk, else ``"factorised"``; with the reason and the measures, for ``run.json``."""
     rotation = rotation_support(x, v)
-    disk = symmetry in ("mirror", "axisymmetric") and rotation > _ROTATION
+    local = not is_centred(region)
+    disk = symmetry in ("mirror", "axisymmetric") and rotation > _ROTATION and local
     return {
         "model": "mixture" if disk else "factorised",
-        "reason": ("a" if disk else "not a") + " disk rotating about the z axis",
-        "measures": {"median_vphi_over_sigma": rotation, "symmetry": symmetry},
+        "reason": ("a" if disk else "not a") + " volume of a disk rotating about the z axis",
+        "measures": {"median_vphi_over_sigma": rotation, "symmetry": symmetry, "local": local},
     }

@@ -1,5 +1,5 @@
 """symmetry = "auto": the symmetry the stars show, and none where they show none; the DF
-model "auto": the mixture of velocity ellipsoids for a rotating disk only."""
+model "auto": the mixture of velocity ellipsoids for a disk's survey volume only."""
 
 import numpy as np
 import pytest
@@ -43,31 +43,41 @@ def test_no_symmetry_where_the_stars_break_it(plummer, shape):
 
 
 def test_a_survey_volume_is_a_disk_only_if_it_rotates(plummer):
-    rng = np.random.default_rng(2)
-    d = rng.normal(size=(2**13, 3))
-    d /= np.linalg.norm(d, axis=1, keepdims=True)
-    ball = d * rng.uniform(0, 1, (2**13, 1)) ** (1 / 3)
-    x = ball + [-8.1, 0.0, 0.02]  # a heliocentric volume of radius 1 kpc
-    v = rng.normal(0.0, 30.0, x.shape)
+    x, v = _volume()
     assert _chosen(x, v + [0.0, 220.0, 0.0]) == "mirror"
     assert _chosen(x, v) == "none"  # a halo-like sample: nothing says where the disk is
     # no hard edge: as many stars per kpc of distance out to 2 kpc (a magnitude limit thins
     # them as 1/d^2), still a disk volume
-    soft = d * rng.uniform(0, 2, (2**13, 1)) + [-8.1, 0.0, 0.02]
+    rng = np.random.default_rng(3)
+    d = (x - [-8.1, 0.0, 0.02]) / np.linalg.norm(x - [-8.1, 0.0, 0.02], axis=1, keepdims=True)
+    soft = d * rng.uniform(0, 2, (len(x), 1)) + [-8.1, 0.0, 0.02]
     assert _chosen(soft, v + [0.0, 220.0, 0.0]) == "mirror"
     # a satellite on a tangential orbit: cold and moving, but concentrated to its own centre
     satellite = plummer.x * 0.5 + [50.0, 0.0, 0.0]
     assert _chosen(satellite, 20.0 * plummer.v + [0.0, 250.0, 0.0]) == "none"
 
 
-def test_the_mixture_of_ellipsoids_is_chosen_for_a_rotating_disk_only(plummer):
+def _volume(n: int = 2**13, seed: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """A heliocentric volume of radius 1 kpc, velocities of dispersion 30 km/s."""
+    rng = np.random.default_rng(seed)
+    d = rng.normal(size=(n, 3))
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    x = d * rng.uniform(0, 1, (n, 1)) ** (1 / 3) + [-8.1, 0.0, 0.02]
+    return x, rng.normal(0.0, 30.0, x.shape)
+
+
+def test_the_mixture_of_ellipsoids_is_chosen_for_a_disk_volume_only(plummer):
+    def chosen(x, v, symmetry):
+        return choose_df_model(x, v, symmetry, PhaseSpace(x, v).region())["model"]
+
+    x, v = _volume()
+    rotating = v + [0.0, 220.0, 0.0]
+    assert chosen(x, rotating, "mirror") == "mixture"
+    # the same volume without a disk's symmetry, or without its rotation
+    assert chosen(x, rotating, "none") == "factorised"
+    assert chosen(x, v, "mirror") == "factorised"
+    # a whole disk (centred on the origin), round or flattened spheres
     disk = get_mock("mn_disk").sample(2**12, 1)
-    assert choose_df_model(disk.x, disk.v, "mirror")["model"] == "mixture"
-    # the same stars without a disk's symmetry, or without their rotation
-    assert choose_df_model(disk.x, disk.v, "none")["model"] == "factorised"
-    assert choose_df_model(disk.x, plummer.v[: 2**12], "mirror")["model"] == "factorised"
-    assert choose_df_model(plummer.x, plummer.v, "spherical")["model"] == "factorised"
-    # a flattened but pressure-supported system
-    assert choose_df_model(plummer.x * [1.0, 1.0, 0.8], plummer.v, "mirror")["model"] == (
-        "factorised"
-    )
+    assert chosen(disk.x, disk.v, "mirror") == "factorised"
+    assert chosen(plummer.x, plummer.v, "spherical") == "factorised"
+    assert chosen(plummer.x * [1.0, 1.0, 0.8], plummer.v, "mirror") == "factorised"

@@ -11,10 +11,11 @@ m_k and lower-triangular Cholesky factors L_k of the precision all outputs of on
 of position: a mixture density network (Bishop 1994). A disk's thin and thick populations
 are a few ellipsoids whose sizes, tilts and shares change smoothly with place; how a
 dispersion follows height is then an output of the network, not something a flow's couplings
-must learn through a spline's knots. grad ln p comes by autograd, smooth in x and v. On the
-local disk mock it lowers the p90 force error but not K_z's; a sphere's velocities (their
-escape-speed edge, a radial anisotropy) it fits worse than the conditional flow (RESULTS.md,
-section 15), so it is an option, not the default.
+must learn through a spline's knots. grad ln p comes by autograd, smooth in x and v. With a
+mirror fit's z^2 input it lowers the local disk mock's force and density errors (RESULTS.md,
+section 17), so the DF model ``"auto"`` takes it for a disk's survey volume; a sphere's
+velocities (their escape-speed edge, a radial anisotropy) and a whole disk, hot at its centre,
+it fits worse than the conditional flow (sections 15 and 17), which they keep.
 
 References:
     Bishop 1994, "Mixture density networks", Aston University NCRG/94/004.
