@@ -232,7 +232,9 @@ def _fit(
         replicates = [r.cpu() for r in replicates]
         if truth is not None:
             with stages("evaluate"):
-                metrics.update(score_against_truth(net, ens, truth, seed, replicates))
+                metrics.update(
+                    score_against_truth(net, ens, truth, seed, replicates, region=region)
+                )
         if options.figures:
             with stages("figures"):
                 from .plots import run_figures

@@ -245,6 +245,7 @@ def _shell_profiles(field, center: np.ndarray, r: np.ndarray, seed: int) -> np.n
 def plot_error_bars(path, net, replicates, data, truth=None, seed: int = 0) -> None:
     """Shell-averaged v_c(r) and density with the replicates' 1 and 2 sigma bands."""
     from .compare import as_field
+    from .potential.replicates import calibration, replicate_std
 
     ul, uv, _, ud = _labels(data)
     G = data.units.G
@@ -252,8 +253,14 @@ def plot_error_bars(path, net, replicates, data, truth=None, seed: int = 0) -> N
     center = np.asarray(region["center"])
     r = np.geomspace(max(region["r_min"], 1e-2 * region["r_max"]), region["r_max"], 32)
     main = _shell_profiles(as_field(net, G), center, r, seed)
-    sigma = np.std(
-        [_shell_profiles(as_field(n, G), center, r, seed) for n in replicates], axis=0, ddof=1
+    profiles = [_shell_profiles(as_field(n, G), center, r, seed) for n in replicates]
+    factors = calibration(region)
+    # v_c takes the force's calibration, the density its own
+    sigma = np.stack(
+        [
+            replicate_std([p[i] for p in profiles], kind, factors)
+            for i, kind in enumerate(("force", "density"))
+        ]
     )
     # where the stars thin out, the replicates share the extrapolation and the bands shrink
     r90, r99 = np.percentile(np.linalg.norm(data.x - center, axis=1), [90, 99])

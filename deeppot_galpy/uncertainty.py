@@ -23,13 +23,13 @@ its mean over the data (the zero point every replicate shares).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from astropy import units as u
 
-from .potential.replicates import replicate_std
+from .potential.replicates import calibration, replicate_std
 
 __all__ = ["QUANTITIES", "error_bars"]
 
@@ -53,6 +53,7 @@ def error_bars(
     z: Any = 0.0,
     phi: Any = 0.0,
     quantities: Sequence[str] = tuple(QUANTITIES),
+    factors: Mapping[str, float] | None = None,
     **galpy_kwargs: Any,
 ) -> dict[str, Any]:
     """1-sigma errors of galpy ``quantities`` at (R, z, phi) from the replicates' spread.
@@ -62,7 +63,9 @@ def error_bars(
     galpy takes (numbers in natural units, or Quantities). Each error is in the units galpy
     returns the quantity in (physical output on: km/s, kpc, Msun/pc^3, ... as floats, or
     Quantities with ``quantity=True``); ``galpy_kwargs`` go to every galpy call.
-    ``vcirc`` is in the plane (its z is ignored).
+    ``vcirc`` is in the plane (its z is ignored). ``factors`` calibrate the spread per kind
+    (``"phi"``, ``"force"``, ``"density"``); by default those of the replicates' data region
+    (:func:`~deeppot_galpy.potential.replicates.calibration`).
     """
     if len(replicates) < 2:
         raise ValueError(
@@ -72,9 +75,11 @@ def error_bars(
     unknown = set(quantities) - set(QUANTITIES)
     if unknown:
         raise ValueError(f"unknown quantities {sorted(unknown)}; use some of {list(QUANTITIES)}")
+    if factors is None:  # a DeepPotential's replicates know their data region
+        factors = calibration(getattr(replicates[0], "region", None))
     out = {}
     for name in quantities:
         values = [QUANTITIES[name](p, R, z, phi, galpy_kwargs) for p in replicates]
         stacked = u.Quantity(values) if isinstance(values[0], u.Quantity) else np.array(values)
-        out[name] = replicate_std(stacked, KINDS[name])
+        out[name] = replicate_std(stacked, KINDS[name], factors)
     return out

@@ -11,6 +11,8 @@ from deeppot_galpy.mocks import Plummer, get_mock
 from deeppot_galpy.potential import CBEPoints, PotentialTraining, fit_potential
 from deeppot_galpy.potential.replicates import (
     SIGMA_CALIBRATION,
+    VOLUME_CALIBRATION,
+    calibration,
     fit_replicates,
     replicate_spread,
 )
@@ -50,7 +52,7 @@ def test_replicate_errors_cover_the_truth(fitted):
     x = m.sample(4096, 99).x
     r = np.linalg.norm(x, axis=1)
     x = x[(r > 0.1) & (r < 3.0)]
-    cov = coverage(base, m, x, replicate_spread(nets, x, calibrated=False), m.units.G)
+    cov = coverage(base, m, x, replicate_spread(nets, x, factors=None), m.units.G)
     force = cov["force"]
     # the fit's error comes from the gradient noise, which the replicates redraw: the spread
     # must be of the size of the error (zero spread would cover nothing, a huge one everything)
@@ -96,6 +98,23 @@ def test_error_bars_refuse_too_few_replicates_and_unknown_quantities(fitted):
     bars = error_bars(reps, np.array([0.5, 1.0]), quantities=["vcirc"])
     vc = np.array([p.vcirc(np.array([0.5, 1.0]), phi=0.0) for p in reps])
     np.testing.assert_allclose(bars["vcirc"], SIGMA_CALIBRATION["force"] * vc.std(axis=0, ddof=1))
+
+
+def test_a_survey_volume_takes_its_own_calibration(fitted):
+    from deeppot_galpy import DeepPotential
+    from deeppot_galpy.uncertainty import error_bars
+
+    whole = {"center": [0.0, 0.0, 0.0], "r_min": 0.0, "r_max": 3.0}
+    volume = {"center": [1.0, 0.0, 0.0], "r_min": 0.0, "r_max": 0.6, "survey_volume": True}
+    assert calibration(whole) is SIGMA_CALIBRATION and calibration(None) is SIGMA_CALIBRATION
+    assert calibration(volume) is VOLUME_CALIBRATION
+    _, _, _, nets = fitted
+    R = np.array([0.8, 1.2])  # inside both regions
+    vc = np.array([DeepPotential(net).vcirc(R, phi=0.0) for net in nets]).std(axis=0, ddof=1)
+    for region, factors in ((whole, SIGMA_CALIBRATION), (volume, VOLUME_CALIBRATION)):
+        reps = [DeepPotential(net, region=region) for net in nets]
+        bars = error_bars(reps, R, quantities=["vcirc"])
+        np.testing.assert_allclose(bars["vcirc"], factors["force"] * vc, rtol=1e-10)
 
 
 def test_coverage_where_the_replicates_agree_exactly():

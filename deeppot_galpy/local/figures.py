@@ -31,7 +31,7 @@ from astropy.constants import G as G_NEWTON
 from matplotlib.figure import Figure
 
 from ..uncertainty import error_bars
-from .quantities import DENS, FORCE, KMS, SURF, galpy_quantity
+from .quantities import DENS, FORCE, KMS, LOCAL_CALIBRATION, SURF, galpy_quantity
 
 __all__ = ["plot_local"]
 
@@ -109,7 +109,10 @@ def plot_local(
             return out
 
         main = full(galpy_quantity(potential, name, R, z, phi0))
-        band = error_bars(replicates, R, z, phi0, [name], quantity=True)[name] if bands else None
+        band = None
+        if bands:
+            band = error_bars(replicates, R, z, phi0, [name], LOCAL_CALIBRATION, quantity=True)
+            band = band[name]
         refs = {k: full(galpy_quantity(p, name, R, z, phi0)) for k, p in others.items()}
         return main, None if band is None else full(band), refs
 

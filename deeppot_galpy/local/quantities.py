@@ -47,10 +47,11 @@ import astropy.units as u
 import numpy as np
 from astropy.constants import G as G_NEWTON
 
-from ..potential.replicates import replicate_std
+from ..potential.replicates import SIGMA_CALIBRATION, replicate_std
 
 __all__ = [
     "BARYONIC_MODELS",
+    "LOCAL_CALIBRATION",
     "LocalQuantities",
     "RHO0_SYSTEMATIC",
     "baryonic_model",
@@ -224,9 +225,17 @@ def galpy_quantity(pot: Any, name: str, R: Any, z: Any = 0.0, phi: Any = 0.0) ->
     return fn[name](pot, R, z, **kw)
 
 
-# the calibration of the replicates' spread (SIGMA_CALIBRATION) each quantity takes: the
-# densities' own; v_c, its slope, Oort's constants and K_z the force's
+# the calibration of the replicates' spread each quantity takes: the densities' own; v_c, its
+# slope, Oort's constants and K_z the force's
 _KIND = {"rho0": "density", "rho_dm": "density"}
+
+#: Calibration of the replicates' spread for the local quantities and their figures: the
+#: whole-system factors (SIGMA_CALIBRATION), also in a survey volume, whose field takes
+#: smaller ones (VOLUME_CALIBRATION). K_z up to 1.1 kpc reaches the sparse top of the volume,
+#: and v_c's slope and Oort's constants are derivatives: on the four local-disk fits of
+#: RESULTS.md section 17 their largest pulls are 1.3 with these factors and would be 3.0 with
+#: the volume's.
+LOCAL_CALIBRATION = SIGMA_CALIBRATION
 
 #: Relative systematic error of the local density, added in quadrature to the replicates'
 #: calibrated spread of rho_0 and rho_DM: the rms error of rho_0 over the nine fits of the
@@ -331,7 +340,9 @@ def local_quantities(
     if replicates is not None:
         each = [_evaluate(p, R0, z0, phi0, z_grid, baryons) for p in replicates]
         sigma = {
-            k: replicate_std(u.Quantity([e[k] for e in each]), _KIND.get(k, "force"))
+            k: replicate_std(
+                u.Quantity([e[k] for e in each]), _KIND.get(k, "force"), LOCAL_CALIBRATION
+            )
             for k in values
         }
         for k in ("rho0", "rho_dm"):
