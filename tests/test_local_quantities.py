@@ -17,6 +17,7 @@ from galpy.potential import (
 from galpy.util.conversion import dens_in_msolpc3
 
 from deeppot_galpy.local import (
+    KZ_SYSTEMATIC,
     RHO0_SYSTEMATIC,
     LocalQuantities,
     baryonic_model,
@@ -114,7 +115,10 @@ def test_error_is_the_calibrated_replicates_spread():
     )
     off_plane = np.abs(q.z.value) > 1e-9  # K_z(0) = 0 for every replicate
     spread = (q.sigma["Kz"][off_plane] / np.abs(q.Kz[off_plane])).to_value("")
-    np.testing.assert_allclose(spread, k_force * np.std(amps, ddof=1), rtol=1e-8)
+    # plus the systematic that grows with height
+    height = np.abs(q.z[off_plane].to_value(u.kpc))
+    expected = np.hypot(k_force * np.std(amps, ddof=1), KZ_SYSTEMATIC * height)
+    np.testing.assert_allclose(spread, expected, rtol=1e-8)
     table = q.table()
     assert "1 sigma" in table and "Oort A" in table and "km/s/kpc" in table
     with pytest.raises(ValueError, match="at least two replicates"):

@@ -31,7 +31,15 @@ from astropy.constants import G as G_NEWTON
 from matplotlib.figure import Figure
 
 from ..uncertainty import error_bars
-from .quantities import DENS, FORCE, KMS, LOCAL_CALIBRATION, SURF, galpy_quantity
+from .quantities import (
+    DENS,
+    FORCE,
+    KMS,
+    KZ_SYSTEMATIC,
+    LOCAL_CALIBRATION,
+    SURF,
+    galpy_quantity,
+)
 
 __all__ = ["plot_local"]
 
@@ -121,6 +129,8 @@ def plot_local(
     R = np.full(n, R0k) * u.kpc
     inside = _inside(region, sun, _cartesian(R.value, z.value, phi))
     main, band, refs = values("zforce", R, z, inside)
+    if band is not None:  # the same systematic as local_quantities' K_z
+        band = np.hypot(band, KZ_SYSTEMATIC * np.abs(z.to_value(u.kpc)) * np.abs(main))
     slab = 2 * np.pi * G_NEWTON
     fig = Figure(figsize=(6.5, 4.5), layout="constrained")
     ax = fig.subplots()
