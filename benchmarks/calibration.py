@@ -7,7 +7,8 @@ scoring range (Phi after its median offset; each force component counts once). T
 for a kind of quantity is the 68.3rd percentile of z pooled over the runs (each run weighted
 equally): the factor that makes the pooled 1 sigma cover as often as a Gaussian's. Prints,
 per run, the coverage at 1 and 2 sigma raw, with the factors refitted on these runs and with
-the factors in code (``SIGMA_CALIBRATION``, what the package quotes), and the factors.
+the factors in code for each run's region (``calibration(region)``, what the package
+quotes), and the factors.
 
     python benchmarks/calibration.py plummer=runs/coverage/plummer nfw=runs/coverage/nfw \\
         local_disk=runs/local_disk/run_noiseless

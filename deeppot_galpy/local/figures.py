@@ -35,10 +35,10 @@ from .quantities import (
     DENS,
     FORCE,
     KMS,
-    KZ_SYSTEMATIC,
     LOCAL_CALIBRATION,
     SURF,
     galpy_quantity,
+    with_kz_systematic,
 )
 
 __all__ = ["plot_local"]
@@ -129,8 +129,8 @@ def plot_local(
     R = np.full(n, R0k) * u.kpc
     inside = _inside(region, sun, _cartesian(R.value, z.value, phi))
     main, band, refs = values("zforce", R, z, inside)
-    if band is not None:  # the same systematic as local_quantities' K_z
-        band = np.hypot(band, KZ_SYSTEMATIC * np.abs(z.to_value(u.kpc)) * np.abs(main))
+    if band is not None:  # the same error as local_quantities' K_z
+        band = with_kz_systematic(band, z, main)
     slab = 2 * np.pi * G_NEWTON
     fig = Figure(figsize=(6.5, 4.5), layout="constrained")
     ax = fig.subplots()

@@ -63,6 +63,7 @@ __all__ = [
     "local_quantities",
     "run_truth",
     "sun_cyl",
+    "with_kz_systematic",
 ]
 
 KMS = u.km / u.s
@@ -255,6 +256,12 @@ RHO0_SYSTEMATIC = 0.18
 KZ_SYSTEMATIC = 0.08
 
 
+def with_kz_systematic(spread: u.Quantity, z: u.Quantity, Kz: u.Quantity) -> u.Quantity:
+    """K_z's 1-sigma error at heights z: the replicates' calibrated ``spread`` and
+    :data:`KZ_SYSTEMATIC` of K_z per kpc of height, in quadrature."""
+    return np.hypot(spread, KZ_SYSTEMATIC * np.abs(z.to_value(u.kpc)) * np.abs(Kz))
+
+
 def _evaluate(pot: Any, R0, z0, phi0, z_grid, baryons: Any) -> dict:
     """Every quantity of one potential."""
     vc = galpy_quantity(pot, "vcirc", R0, phi=phi0).to(KMS)
@@ -358,6 +365,5 @@ def local_quantities(
         for k in ("rho0", "rho_dm"):
             if k in sigma:
                 sigma[k] = np.hypot(sigma[k], RHO0_SYSTEMATIC * np.abs(values["rho0"]))
-        height = np.abs(z_grid.to_value(u.kpc))
-        sigma["Kz"] = np.hypot(sigma["Kz"], KZ_SYSTEMATIC * height * np.abs(values["Kz"]))
+        sigma["Kz"] = with_kz_systematic(sigma["Kz"], z_grid, values["Kz"])
     return LocalQuantities(R0=R0, z0=z0, phi0=phi0, z=z_grid, sigma=sigma, **values)
