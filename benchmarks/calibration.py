@@ -24,7 +24,7 @@ import json
 import numpy as np
 
 from deeppot_galpy.compare import as_field, in_region
-from deeppot_galpy.mocks import get_mock
+from deeppot_galpy.mocks import get_mock, mock_from_record
 from deeppot_galpy.potential.replicates import calibration, replicate_spread
 from deeppot_galpy.rundir import RunDir
 
@@ -39,7 +39,7 @@ def run_mock(run: RunDir, name: str):
     record = meta.get("mock") or meta.get("truth") or {}
     if record.get("name") != name:
         return get_mock(name)
-    return get_mock(name, **record.get("params", {}))
+    return mock_from_record(record)
 
 
 def normalised_errors(

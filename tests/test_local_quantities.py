@@ -194,3 +194,25 @@ def test_run_records_place_the_sun_and_the_truth(tmp_path):
     assert truth.mass(100.0 * u.kpc, quantity=True).to_value(u.Msun) == pytest.approx(2e11, 0.01)
     run.write_json("run", {"data": {"meta": {}}})
     assert run_truth(tmp_path) is None
+
+
+def test_a_demo_runs_record_rebuilds_its_mock(tmp_path):
+    from deeppot_galpy.local import run_truth
+    from deeppot_galpy.mocks import available_mocks, get_mock, mock_from_record
+    from deeppot_galpy.rundir import RunDir
+
+    # records carry derived values (a Hernquist sphere's M and a) beside the arguments
+    for name in available_mocks():
+        mock = get_mock(name)
+        assert mock_from_record(mock.describe()).params == mock.params
+    record = get_mock("hernquist_om", ra=2.0).describe()
+    run = RunDir(tmp_path, create=True)
+    run.write_json("run", {"data": {"meta": {"mock": record}}})
+    truth = run_truth(tmp_path)
+    # galpy's amp is 2M for its Hernquist potential: M = 1 at r -> infinity
+    assert type(truth).__name__ == "HernquistPotential"
+    assert truth.mass(1e6) == pytest.approx(1.0, rel=1e-4)
+    record["params"]["a"] = 3.0
+    run.write_json("run", {"data": {"meta": {"mock": record}}})
+    with pytest.warns(UserWarning, match="no truth"):
+        assert run_truth(tmp_path) is None

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from functools import partial
@@ -295,7 +296,7 @@ def run_truth(run_dir: str | os.PathLike) -> Any:
     """The true galpy potential of a run on a mock (``deeppot demo --mock``, or a catalog
     written by a mock with its ``truth`` record), None when the run records none."""
     from ..data.gaia_mock import truth_potential
-    from ..mocks import get_mock
+    from ..mocks import mock_from_record
     from ..rundir import RunDir
 
     meta = (RunDir(run_dir).read_json("run").get("data") or {}).get("meta") or {}
@@ -305,8 +306,11 @@ def run_truth(run_dir: str | os.PathLike) -> Any:
     if "model" in record:  # data.gaia_mock's spherical models
         return truth_potential(record)
     try:
-        return get_mock(record["name"], **record.get("params", {})).galpy_potential()
+        return mock_from_record(record).galpy_potential()
     except NotImplementedError:
+        return None
+    except ValueError as exc:
+        warnings.warn(f"{run_dir}: no truth to compare with: {exc}", stacklevel=2)
         return None
 
 
