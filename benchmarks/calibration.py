@@ -7,8 +7,8 @@ scoring range (Phi after its median offset; each force component counts once). T
 for a kind of quantity is the 68.3rd percentile of z pooled over the runs (each run weighted
 equally): the factor that makes the pooled 1 sigma cover as often as a Gaussian's. Prints,
 per run, the coverage at 1 and 2 sigma raw, with the factors refitted on these runs and with
-the factors in code for each run's region (``calibration(region)``, what the package
-quotes), and the factors.
+the factors each run recorded (``fit_calibration``, what the package quotes; for runs made
+before they were recorded, ``calibration(region)``), and the factors.
 
     python benchmarks/calibration.py plummer=runs/coverage/plummer nfw=runs/coverage/nfw \\
         local_disk=runs/local_disk/run_noiseless
@@ -25,7 +25,7 @@ import numpy as np
 
 from deeppot_galpy.compare import as_field, in_region
 from deeppot_galpy.mocks import get_mock, mock_from_record
-from deeppot_galpy.potential.replicates import calibration, replicate_spread
+from deeppot_galpy.potential.replicates import fit_calibration, replicate_spread
 from deeppot_galpy.rundir import RunDir
 
 KINDS = ("phi", "force", "density")
@@ -46,7 +46,7 @@ def normalised_errors(
     run_dir: str, mock_name: str, n: int, seed: int
 ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """|error| / raw spread per kind at held-out stars, and the factors the package quotes
-    for this run (:func:`~deeppot_galpy.potential.replicates.calibration` of its region)."""
+    for this run (:func:`~deeppot_galpy.potential.replicates.fit_calibration`)."""
     run = RunDir(run_dir)
     net, meta = run.load_potential()
     reps = run.load_replicates()
@@ -67,7 +67,7 @@ def normalised_errors(
         "force": (np.abs(fit.acceleration(x) - truth.acceleration(x)) / sigma["acc"]).ravel(),
         "density": np.abs(rho_fit - rho_true) / sigma["density"],
     }
-    return errors, calibration(meta.get("region"))
+    return errors, fit_calibration(meta)
 
 
 def pooled_factor(zs: list[np.ndarray]) -> float:

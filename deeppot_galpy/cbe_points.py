@@ -28,11 +28,17 @@ from .config import FitConfig
 from .df import FlowEnsemble
 from .df.radial import RadialProfile
 from .phasespace import PhaseSpace
-from .potential import CBEPoints, PotentialTraining
+from .potential import CBEPoints, PotentialNet, PotentialTraining
 from .potential.jeans import JeansMoments
 from .seeds import spawn_seeds, stream_seed
 
-__all__ = ["draw_cbe_points", "gradient_sources", "jeans_moments", "replicate_inputs"]
+__all__ = [
+    "draw_cbe_points",
+    "gradient_sources",
+    "jeans_moments",
+    "jeans_tension",
+    "replicate_inputs",
+]
 
 
 def _log_prob_and_grad(
@@ -145,12 +151,17 @@ def draw_cbe_points(
 
 
 def jeans_moments(
-    stars: PhaseSpace, region: dict, cfg: PotentialTraining, seed: int, device: str
+    stars: PhaseSpace,
+    region: dict,
+    cfg: PotentialTraining,
+    seed: int,
+    device: str,
+    stream: str = "jeans",
 ) -> JeansMoments | None:
     """The stars' weak-form Jeans moments for the potential fit, or None if switched off.
 
-    ``seed`` is the run's seed: the test functions are placed from its ``jeans`` stream, the
-    same for the main fit and every replicate (a replicate resamples the stars, not the
+    ``seed`` is the run's seed: the test functions are placed from its ``stream``, the same
+    for the main fit and every replicate (a replicate resamples the stars, not the
     functions). A completeness recorded in the stars' ``meta`` enters the moments.
     """
     if cfg.jeans_strength <= 0:
@@ -161,12 +172,31 @@ def jeans_moments(
         region,
         cfg.jeans_functions,
         neighbours=cfg.jeans_neighbours,
-        seed=stream_seed(seed, "jeans"),
+        seed=stream_seed(seed, stream),
         device=device,
         completeness=Completeness.from_meta(stars.meta),
         v_cov=stars.v_cov if cfg.jeans_deconvolve else None,
         shells=cfg.jeans_shells if cfg.config.symmetry == "spherical" else 1.0,
     )
+
+
+def jeans_tension(
+    net: PotentialNet,
+    stars: PhaseSpace,
+    region: dict,
+    cfg: PotentialTraining,
+    seed: int,
+    device: str,
+) -> float | None:
+    """The fitted potential's tension with the stars' Jeans moments
+    (:meth:`JeansMoments.tension <deeppot_galpy.potential.jeans.JeansMoments.tension>`) on
+    test functions placed anew (stream ``jeans_check``), which the fit was not trained on;
+    None without a Jeans term."""
+    check = jeans_moments(stars, region, cfg, seed, device, stream="jeans_check")
+    if check is None:
+        return None
+    x = check.x.detach().cpu().double().numpy()
+    return check.tension(-net.evaluate(x, laplacian=False)["acc"])
 
 
 def replicate_inputs(

@@ -45,6 +45,7 @@ from galpy.potential import Potential
 from scipy.special import expit
 
 from .potential import PotentialNet
+from .potential.replicates import calibration, fit_calibration
 from .potential.symmetry import invariant_inputs
 from .units import Units
 
@@ -141,6 +142,8 @@ class DeepPotential(Potential):
     physical output on by default, an N-body model is used as natural units directly.
     ``amp`` scales the potential like any galpy amplitude. ``outside_factor``: evaluating beyond
     this many ``r_max`` from the data centre warns once (:class:`OutsideDataWarning`).
+    ``calibration``: the factors on the replicates' spread that make the fit's error bars
+    (:attr:`error_calibration`; :meth:`load` reads the ones the fit recorded).
     """
 
     def __init__(
@@ -153,12 +156,14 @@ class DeepPotential(Potential):
         amp: float = 1.0,
         device: str | torch.device = "cpu",
         outside_factor: float = 1.5,
+        calibration: dict[str, float] | None = None,
     ):
         Potential.__init__(self, amp=amp, ro=ro, vo=vo)
         self._model_units = units or Units.nbody()
         if self._model_units.is_physical:
             self.turn_physical_on()
         self._region = region
+        self._calibration = calibration
         # Squared distance from the data centre beyond which evaluation warns (model units).
         self._outside_r2 = (
             math.inf if region is None else (float(outside_factor) * region["r_max"]) ** 2
@@ -180,7 +185,8 @@ class DeepPotential(Potential):
         from .rundir import RunDir
 
         net, meta = RunDir(run_dir).load_potential()
-        return cls(net, Units.from_dict(meta["units"]), meta.get("region"), ro, vo, amp, device)
+        units, region = Units.from_dict(meta["units"]), meta.get("region")
+        return cls(net, units, region, ro, vo, amp, device, calibration=fit_calibration(meta))
 
     @classmethod
     def load_replicates(cls, run_dir: str | os.PathLike, **options: Any) -> list[DeepPotential]:
@@ -225,6 +231,13 @@ class DeepPotential(Potential):
     @property
     def model_units(self) -> Units:
         return self._model_units
+
+    @property
+    def error_calibration(self) -> dict[str, float]:
+        """The factors on the replicates' spread per kind of quantity (``phi``, ``force``,
+        ``density``) that make this fit's 1-sigma errors
+        (:func:`~deeppot_galpy.potential.replicates.calibration`)."""
+        return self._calibration or calibration(self._region)
 
     @property
     def region(self) -> dict | None:

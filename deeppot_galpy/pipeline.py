@@ -47,7 +47,13 @@ import numpy as np
 import torch
 
 from . import distributed
-from .cbe_points import draw_cbe_points, gradient_sources, jeans_moments, replicate_inputs
+from .cbe_points import (
+    draw_cbe_points,
+    gradient_sources,
+    jeans_moments,
+    jeans_tension,
+    replicate_inputs,
+)
 from .checkpoint import Checkpoint
 from .compare import is_centred
 from .completeness import Completeness
@@ -59,7 +65,7 @@ from .df.radial import RadialProfile
 from .mocks import MockSystem, get_mock
 from .phasespace import PhaseSpace
 from .potential import fit_potential
-from .potential.replicates import fit_replicates
+from .potential.replicates import calibration, fit_replicates
 from .resume import check_target, prepare
 from .rundir import RunDir, software_versions
 from .scoring import score_against_truth
@@ -205,8 +211,15 @@ def _fit(
             checkpoint=ckpt,
             jeans=jeans,
         )
+        tension = jeans_tension(net, stars.summary, region, config.potential, seed, device)
+        factors = calibration(region, net.config.symmetry, tension)
         if job.is_main:
-            run.save_potential(net, stars.units, region, {"history": pot_history})
+            run.save_potential(
+                net,
+                stars.units,
+                region,
+                {"history": pot_history, "jeans_tension": tension, "calibration": factors},
+            )
 
     replicates = []
     if config.potential.replicates:
@@ -225,7 +238,7 @@ def _fit(
             if job.is_main:
                 run.save_replicates(replicates)
 
-    metrics: dict = {"points": point_report, "n_stars": len(stars.eta)}
+    metrics: dict = {"points": point_report, "n_stars": len(stars.eta), "jeans_tension": tension}
     if job.is_main:
         # evaluation and figures are small; compare/plots work on CPU tensors and numpy
         net, ens = net.cpu(), ens.cpu()
@@ -233,7 +246,7 @@ def _fit(
         if truth is not None:
             with stages("evaluate"):
                 metrics.update(
-                    score_against_truth(net, ens, truth, seed, replicates, region=region)
+                    score_against_truth(net, ens, truth, seed, replicates, factors=factors)
                 )
         if options.figures:
             with stages("figures"):
@@ -241,7 +254,9 @@ def _fit(
 
                 figure_seed = stream_seed(seed, "figures")
                 folder = run.path / "figures"
-                run_figures(folder, net, ens, stars.summary, truth, figure_seed, replicates)
+                run_figures(
+                    folder, net, ens, stars.summary, truth, figure_seed, replicates, factors
+                )
         metrics["timing"] = stages.record()
         run.write_json("metrics", metrics)
         shutil.rmtree(ckpt_dir, ignore_errors=True)

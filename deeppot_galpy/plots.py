@@ -242,8 +242,12 @@ def _shell_profiles(field, center: np.ndarray, r: np.ndarray, seed: int) -> np.n
     return np.stack([np.sqrt(np.clip(-r * a_r, 0.0, None)), rho])
 
 
-def plot_error_bars(path, net, replicates, data, truth=None, seed: int = 0) -> None:
-    """Shell-averaged v_c(r) and density with the replicates' 1 and 2 sigma bands."""
+def plot_error_bars(
+    path, net, replicates, data, truth=None, seed: int = 0, factors: dict | None = None
+) -> None:
+    """Shell-averaged v_c(r) and density with the replicates' 1 and 2 sigma bands, calibrated
+    by ``factors`` (default: :func:`~deeppot_galpy.potential.replicates.calibration` of the
+    data region)."""
     from .compare import as_field
     from .potential.replicates import calibration, replicate_std
 
@@ -254,7 +258,7 @@ def plot_error_bars(path, net, replicates, data, truth=None, seed: int = 0) -> N
     r = np.geomspace(max(region["r_min"], 1e-2 * region["r_max"]), region["r_max"], 32)
     main = _shell_profiles(as_field(net, G), center, r, seed)
     profiles = [_shell_profiles(as_field(n, G), center, r, seed) for n in replicates]
-    factors = calibration(region)
+    factors = factors or calibration(region)
     # v_c takes the force's calibration, the density its own
     sigma = np.stack(
         [
@@ -294,9 +298,17 @@ def plot_error_bars(path, net, replicates, data, truth=None, seed: int = 0) -> N
 
 
 def run_figures(
-    folder, net, ensemble, data, truth, seed: int = 0, replicates: list | None = None
+    folder,
+    net,
+    ensemble,
+    data,
+    truth,
+    seed: int = 0,
+    replicates: list | None = None,
+    factors: dict | None = None,
 ) -> list[Path]:
-    """Write all figures of a run into ``folder``; returns their paths.
+    """Write all figures of a run into ``folder``; returns their paths. ``factors``
+    calibrate the error bands (:func:`~deeppot_galpy.potential.replicates.calibration`).
 
     The profiles in shells around the data centre (errors against radius, v_c and density
     with error bands) are drawn for a galaxy, not for a survey volume around the Sun, where
@@ -314,7 +326,7 @@ def run_figures(
         plot_errors_vs_radius(paths[-1], net, truth, data, seed)
     if replicates:
         paths.append(folder / "error_bars.png")
-        plot_error_bars(paths[-1], net, replicates, data, truth, seed)
+        plot_error_bars(paths[-1], net, replicates, data, truth, seed, factors)
     return paths
 
 

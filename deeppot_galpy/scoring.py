@@ -28,7 +28,7 @@ def score_against_truth(
     seed: int,
     replicates: list[PotentialNet] | None = None,
     n_eval: int = 2**14,
-    region: dict | None = None,
+    factors: dict[str, float] | None = None,
 ) -> dict:
     """Potential and DF-gradient errors on held-out stars of the true system, in its r_range.
 
@@ -38,8 +38,8 @@ def score_against_truth(
     truth : the mock the stars came from.
     seed : the run's seed (the held-out stars come from its ``held_out`` stream).
     replicates : bootstrap replicates of ``net``; if given, also the coverage of their error
-        bars (:func:`~deeppot_galpy.compare.coverage`), calibrated for the data ``region``
-        (:func:`~deeppot_galpy.potential.replicates.calibration`).
+        bars (:func:`~deeppot_galpy.compare.coverage`), calibrated by ``factors`` (the fit's
+        :func:`~deeppot_galpy.potential.replicates.calibration`; default: a whole system's).
     n_eval : held-out stars drawn (those outside ``truth.r_range`` or ``truth.region`` are not
         scored).
 
@@ -59,7 +59,7 @@ def score_against_truth(
     out: dict = {"potential": pot}
     if replicates:
         x = held_out.x[sel]
-        spread = replicate_spread(replicates, x, truth.units.G, calibration(region))
+        spread = replicate_spread(replicates, x, truth.units.G, factors or calibration(None))
         out["coverage"] = coverage(net, truth, x, spread, truth.units.G)
     try:
         gx, gv = truth.grad_log_df(held_out.x, held_out.v)

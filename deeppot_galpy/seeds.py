@@ -20,6 +20,7 @@ The streams::
     replicate_fits     the replicates' refits (fit_replicates gives replicate b its own seed)
     held_out           the true system's held-out stars that score a mock run
     figures            the random subsets and held-out stars the figures draw
+    jeans_check        the placement of the Jeans test functions that measure the fit's tension
 
 The demo's stars are ``mock.sample(n, s)``: the seed a user gives is the seed of the data, so
 ``run_demo(seed=s)`` fits exactly the stars ``mock.sample(n, s)`` returns. That stream is
@@ -42,6 +43,7 @@ STREAMS: dict[str, int] = {
     "replicate_fits": 6,
     "held_out": 7,
     "figures": 8,
+    "jeans_check": 9,
 }
 
 

@@ -64,8 +64,9 @@ def error_bars(
     returns the quantity in (physical output on: km/s, kpc, Msun/pc^3, ... as floats, or
     Quantities with ``quantity=True``); ``galpy_kwargs`` go to every galpy call.
     ``vcirc`` is in the plane (its z is ignored). ``factors`` calibrate the spread per kind
-    (``"phi"``, ``"force"``, ``"density"``); by default those of the replicates' data region
-    (:func:`~deeppot_galpy.potential.replicates.calibration`).
+    (``"phi"``, ``"force"``, ``"density"``); by default those the replicates' fit recorded
+    (:attr:`DeepPotential.error_calibration
+    <deeppot_galpy.galpy_potential.DeepPotential.error_calibration>`).
     """
     if len(replicates) < 2:
         raise ValueError(
@@ -75,8 +76,8 @@ def error_bars(
     unknown = set(quantities) - set(QUANTITIES)
     if unknown:
         raise ValueError(f"unknown quantities {sorted(unknown)}; use some of {list(QUANTITIES)}")
-    if factors is None:  # a DeepPotential's replicates know their data region
-        factors = calibration(getattr(replicates[0], "region", None))
+    if factors is None:  # a DeepPotential's replicates know their fit's calibration
+        factors = getattr(replicates[0], "error_calibration", None) or calibration(None)
     out = {}
     for name in quantities:
         values = [QUANTITIES[name](p, R, z, phi, galpy_kwargs) for p in replicates]

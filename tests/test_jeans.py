@@ -26,6 +26,15 @@ def test_true_potential_satisfies_the_moments(plummer):
         assert jeans.violation(-factor * m.acceleration(x)) > 2 * truth
 
 
+def test_the_tension_weighs_the_violation_against_its_noise(plummer):
+    m, _, jeans = plummer
+    acc = m.acceleration(jeans.x.double().numpy())
+    truth = jeans.tension(-acc)
+    assert 0.4 < truth < 1.6  # Monte Carlo noise alone: 1 on average
+    assert jeans.tension(-0.9 * acc) > 3 * truth
+    assert jeans.tension(-1.1 * acc) > 3 * truth
+
+
 def test_test_functions_stay_inside_the_region(plummer):
     _, ps, jeans = plummer
     region = ps.region()

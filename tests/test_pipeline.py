@@ -8,6 +8,7 @@ from astropy import units as u
 
 from deeppot_galpy import DeepPotential
 from deeppot_galpy.cli import main
+from deeppot_galpy.potential.replicates import calibration
 from deeppot_galpy.rundir import RunDir
 from deeppot_galpy.uncertainty import error_bars
 
@@ -35,7 +36,12 @@ def test_demo_writes_a_complete_run_directory(demo_run):
     assert run["data"]["meta"]["mock"]["name"] == "plummer"
     # the preset's symmetry "auto" sees a round sphere: the potential is a function of r
     assert run["symmetry"]["requested"] == "auto" and run["symmetry"]["symmetry"] == "spherical"
+    # the error bars' factors: a sphere's, grown by the tension the fit measured and recorded
+    _, meta = RunDir(demo_run).load_potential()
+    assert meta["jeans_tension"] == metrics["jeans_tension"] > 0
+    assert meta["calibration"] == calibration(meta["region"], "spherical", meta["jeans_tension"])
     pot = DeepPotential.load(demo_run)
+    assert pot.error_calibration == meta["calibration"]
     R, z = np.array([0.3, 1.2]), np.array([0.5, -0.2])
     np.testing.assert_allclose(pot(R, z, phi=0.0), pot(np.hypot(R, z), 0.0, phi=2.0), rtol=1e-5)
 

@@ -11,8 +11,12 @@ from deeppot_galpy.mocks import Plummer, get_mock
 from deeppot_galpy.potential import CBEPoints, PotentialTraining, fit_potential
 from deeppot_galpy.potential.replicates import (
     SIGMA_CALIBRATION,
+    SPHERE_CALIBRATION,
+    TENSION_GAIN,
+    TENSION_NOISE,
     VOLUME_CALIBRATION,
     calibration,
+    fit_calibration,
     fit_replicates,
     replicate_spread,
 )
@@ -115,6 +119,23 @@ def test_a_survey_volume_takes_its_own_calibration(fitted):
         reps = [DeepPotential(net, region=region) for net in nets]
         bars = error_bars(reps, R, quantities=["vcirc"])
         np.testing.assert_allclose(bars["vcirc"], factors["force"] * vc, rtol=1e-10)
+
+
+def test_a_spherical_fit_grows_its_error_bars_with_its_tension():
+    whole = {"center": [0.0, 0.0, 0.0], "r_min": 0.0, "r_max": 3.0}
+    volume = {"center": [1.0, 0.0, 0.0], "r_min": 0.0, "r_max": 0.6, "survey_volume": True}
+    assert calibration(whole, "spherical", TENSION_NOISE) == SPHERE_CALIBRATION
+    tense = calibration(whole, "spherical", TENSION_NOISE + 0.5)
+    grow = np.sqrt(1 + 0.5 * TENSION_GAIN)
+    for kind, factor in SPHERE_CALIBRATION.items():
+        assert tense[kind] == pytest.approx(grow * factor)
+    # other kinds of fit, or a sphere whose tension was not measured, keep their factors
+    assert calibration(whole, "mirror", 2.0) is SIGMA_CALIBRATION
+    assert calibration(whole, "spherical", None) is SIGMA_CALIBRATION
+    assert calibration(volume, "spherical", 2.0) is VOLUME_CALIBRATION
+    # a saved fit quotes the factors it recorded; an older file, its region's
+    assert fit_calibration({"region": whole, "calibration": tense}) == tense
+    assert fit_calibration({"region": volume}) is VOLUME_CALIBRATION
 
 
 def test_coverage_where_the_replicates_agree_exactly():

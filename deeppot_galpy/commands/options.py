@@ -20,11 +20,18 @@ from pathlib import Path
 from typing import Any
 
 from ..config import RunConfig, parse_config, read_toml
+from ..potential.replicates import TENSION_NOISE
 from ..potential.symmetry import SYMMETRY_CHOICES
 from ..resume import check_target
 from ..rundir import ModelFileError, RunDir
 
-__all__ = ["add_run_options", "bad_files_reported", "run_config", "model_choices"]
+__all__ = [
+    "add_run_options",
+    "bad_files_reported",
+    "run_config",
+    "model_choices",
+    "tension_note",
+]
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
@@ -118,8 +125,10 @@ def run_config(
 
 
 def model_choices(out: str | Path) -> str:
-    """Two lines saying which potential symmetry and DF model a finished run has, and why."""
+    """Lines saying which potential symmetry and DF model a finished run has, and why, and
+    its Jeans tension where it was measured."""
     run = RunDir(out).read_json("run")
+    tension = RunDir(out).load_metadata("potential").get("jeans_tension")
     symmetry, df_model = run.get("symmetry", {}), run.get("df_model", {})
 
     def why(chosen: dict) -> str:
@@ -130,6 +139,20 @@ def model_choices(out: str | Path) -> str:
         "--symmetry none|axisymmetric|mirror|spherical chooses it)\n"
         f"DF model: {df_model.get('model', run['config']['flow']['model'])} ({why(df_model)}; "
         "[flow] model = factorised|mixture|joint in a --config file chooses it)"
+    ) + ("" if tension is None else f"\n{tension_note(tension)}")
+
+
+def tension_note(tension: float) -> str:
+    """One line on a fit's Jeans tension (:func:`~deeppot_galpy.cbe_points.jeans_tension`)."""
+    if tension <= TENSION_NOISE:
+        return (
+            f"Jeans tension: {tension:.2f} (the stars' own velocity moments agree with the "
+            f"fitted force within their noise, <= {TENSION_NOISE})"
+        )
+    return (
+        f"Jeans tension: {tension:.2f} (above {TENSION_NOISE}: the stars' own velocity moments "
+        "pull away from the fitted force, as where the flows misread an anisotropic velocity "
+        "distribution; a spherical fit's error bars are grown for it)"
     )
 
 

@@ -77,6 +77,7 @@ from .weakform import parse_families
 __all__ = ["JeansMoments", "fraction_range"]
 
 _CHUNK = 4096  # stars per pass when precomputing: (chunk x functions x factors) floats
+_GROUPS = 64  # random groups of stars whose scatter measures the moments' noise (tension)
 
 
 def _shell_metric(centers: np.ndarray, width: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -177,8 +178,15 @@ class JeansMoments:
             mom += (self.psi(xs[lo : lo + _CHUNK]) * taper[lo : lo + _CHUNK, None]).T @ powers
         self._u = mom[:, 1:4] / mom[:, :1]
         self._s = torch.sqrt((mom[:, 4] / mom[:, 0] - self._u.square().sum(1)).clamp(min=0.0) / 3)
-        # A_mk = < h_mk v . grad(S T psi_m) / S > (less < C grad(T psi_m) > for errors)
-        A = [torch.zeros(len(self.centers), f.size, dtype=torch.float64) for f in self.families]
+        # the stars fall in random groups whose moments scatter as their Monte Carlo noise
+        # (the tension); drawn last, so the functions do not depend on it
+        self._group = torch.as_tensor(rng.integers(0, _GROUPS, len(x)))
+        # A_mk = < h_mk v . grad(S T psi_m) / S > (less < C grad(T psi_m) > for errors), summed
+        # per group
+        A = [
+            torch.zeros(_GROUPS, len(self.centers), f.size, dtype=torch.float64)
+            for f in self.families
+        ]
         grad_log_s = torch.zeros(len(x), 3, dtype=torch.float64)
         if completeness is not None:
             grad_log_s = torch.as_tensor(completeness.grad_log(x))
@@ -194,11 +202,15 @@ class JeansMoments:
             )
             vdg = torch.einsum("nk,nmk->nm", vc, grad)
             w = self._relative(vc)
+            group = self._group[lo : lo + _CHUNK]
             for a, fam in zip(A, self.families, strict=True):
-                a += torch.einsum("nmk,nm->mk", fam.value(vc, w, self._s), vdg)
+                a.index_add_(0, group, fam.value(vc, w, self._s) * vdg.unsqueeze(-1))
             if cov is not None:  # the linear family alone (checked above)
-                A[0] -= torch.einsum("nkj,nmj->mk", cov[lo : lo + _CHUNK], grad)
-        self.A = [(a / len(x)).to(device, torch.float32) for a in A]
+                c_grad = torch.einsum("nkj,nmj->nmk", cov[lo : lo + _CHUNK], grad)
+                A[0].index_add_(0, group, -c_grad)
+        self._A_groups = A
+        self._group_size = torch.bincount(self._group, minlength=_GROUPS).double()
+        self.A = [(a.sum(0) / len(x)).to(device, torch.float32) for a in A]
         self.norm = [float(a.square().sum()) for a in self.A]
         self.x = torch.as_tensor(x, dtype=torch.float32, device=device)
         self.v = torch.as_tensor(v, dtype=torch.float32, device=device)
@@ -242,17 +254,43 @@ class JeansMoments:
             for p, q, a, n in zip(b1, b2, self.A, self.norm, strict=True)
         )
 
+    def _residual_groups(self, grad_phi: np.ndarray) -> list[Tensor]:
+        """Per family, each group's summed violation sum (B - A) for grad Phi at all of this
+        object's stars: (groups, M, size), float64 on the CPU."""
+        g = torch.as_tensor(grad_phi, dtype=torch.float32, device=self.x.device)
+        group = self._group.to(self.x.device)
+        out = [-a.clone() for a in self._A_groups]
+        for k in range(_GROUPS):
+            idx = torch.nonzero(group == k).flatten()
+            if len(idx):
+                for r, part in zip(out, self._moments(g[idx], idx), strict=True):
+                    r[k] += part.double().cpu() * len(idx)
+        return out
+
     def violation(self, grad_phi: np.ndarray) -> float:
         """Relative rms violation for grad Phi evaluated at all of this object's stars (the
         mean over families of the squared relative violation, square-rooted)."""
-        g = torch.as_tensor(grad_phi, dtype=torch.float32, device=self.x.device)
-        B = [torch.zeros_like(a, dtype=torch.float64) for a in self.A]
-        for lo in range(0, len(self.x), _CHUNK):
-            idx = torch.arange(lo, min(lo + _CHUNK, len(self.x)), device=self.x.device)
-            for b, part in zip(B, self._moments(g[idx], idx), strict=True):
-                b += part.double() * len(idx)
         ratios = [
-            float(((b / len(self.x) - a.double()) ** 2).sum()) / n
-            for b, a, n in zip(B, self.A, self.norm, strict=True)
+            float((r.sum(0) / len(self.x)).square().sum()) / n
+            for r, n in zip(self._residual_groups(grad_phi), self.norm, strict=True)
         ]
         return float(np.sqrt(np.mean(ratios)))
+
+    def tension(self, grad_phi: np.ndarray) -> float:
+        r"""The Birge ratio of the equations for grad Phi at all of this object's stars: the
+        mean over equations of (violation / its Monte Carlo error)^2.
+
+        The error of each equation is the scatter of its violation between the random groups
+        of stars, :math:`\sigma^2 = \mathrm{var}_g(R_g) / G`, and the mean of
+        :math:`R^2/\sigma^2` is multiplied by :math:`(G-3)/(G-1)`, which undoes the bias of
+        dividing by an estimated variance. The true potential gives 1 up to noise (0.89-1.06
+        on six mocks, RESULTS.md section 19); a fit the stars' moments pull away from (flows
+        that misread an anisotropic velocity ellipsoid) gives more.
+        """
+        ratios = []
+        for r in self._residual_groups(grad_phi):
+            mean_groups = r / self._group_size.clamp(min=1)[:, None, None]
+            var = mean_groups.var(0) / _GROUPS
+            total = r.sum(0) / len(self.x)
+            ratios.append((total.square() / var.clamp(min=1e-300)).flatten())
+        return float(torch.cat(ratios).mean()) * (_GROUPS - 3) / (_GROUPS - 1)
