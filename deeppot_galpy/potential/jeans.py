@@ -283,9 +283,9 @@ class JeansMoments:
         The error of each equation is the scatter of its violation between the random groups
         of stars, :math:`\sigma^2 = \mathrm{var}_g(R_g) / G`, and the mean of
         :math:`R^2/\sigma^2` is multiplied by :math:`(G-3)/(G-1)`, which undoes the bias of
-        dividing by an estimated variance. The true potential gives 1 up to noise (0.89-1.06
-        on six mocks, RESULTS.md section 19); a fit the stars' moments pull away from (flows
-        that misread an anisotropic velocity ellipsoid) gives more.
+        dividing by an estimated variance. The true potential gives 1 up to noise (0.9-1.1 on
+        nine mocks' stars, RESULTS.md section 19); a fit the stars' moments pull away from
+        (flows that misread radial orbits, say) gives more.
         """
         ratios = []
         for r in self._residual_groups(grad_phi):
