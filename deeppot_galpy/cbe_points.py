@@ -177,6 +177,7 @@ def jeans_moments(
         completeness=Completeness.from_meta(stars.meta),
         v_cov=stars.v_cov if cfg.jeans_deconvolve else None,
         shells=cfg.jeans_shells if cfg.config.symmetry == "spherical" else 1.0,
+        noise_weight=cfg.jeans_noise_power,
     )
 
 

@@ -35,6 +35,32 @@ def test_the_tension_weighs_the_violation_against_its_noise(plummer):
     assert jeans.tension(-1.1 * acc) > 3 * truth
 
 
+def test_noise_weights_favour_the_precise_equations(plummer):
+    m, ps, plain = plummer
+    weighted = JeansMoments(ps.x, ps.v, ps.region(), n_functions=64, seed=2, noise_weight=0.5)
+    np.testing.assert_allclose(weighted.A[0].numpy(), plain.A[0].numpy())  # same equations
+    assert torch.all(plain._w[0] == 1)
+    # the weight falls as the equation's Monte Carlo error grows: var^-1/2, i.e. 1 / error
+    err = 1 / weighted._w[0].double().flatten()
+    groups = weighted._A_groups[0] / weighted._group_size[:, None, None]
+    spread = groups.std(0).flatten()  # the groups' scatter, proportional to the error
+    assert np.corrcoef(err.numpy(), spread.numpy())[0, 1] > 0.999
+    # the loss still measures the violation: the sample's own noise for the true force, far
+    # more for a scaled one
+    x = weighted.x.double().numpy()
+    gen = torch.Generator().manual_seed(0)
+    acc = torch.as_tensor(m.acceleration(x), dtype=torch.float32)
+
+    def mean_loss(factor):
+        draws = [weighted.draw(4096, gen) for _ in range(40)]
+        return float(np.mean([weighted.loss(-factor * acc[idx], idx) for idx in draws]))
+
+    truth = mean_loss(1.0)
+    assert abs(truth) < 0.2 * mean_loss(0.85)
+    with pytest.raises(ValueError, match="noise_weight"):
+        JeansMoments(ps.x, ps.v, ps.region(), n_functions=64, seed=2, noise_weight=2.0)
+
+
 def test_test_functions_stay_inside_the_region(plummer):
     _, ps, jeans = plummer
     region = ps.region()

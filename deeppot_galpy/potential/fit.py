@@ -96,6 +96,10 @@ class PotentialTraining:
     # across it (shells), or a (min, max) range of it (1: round; potential/jeans.py): 0.3
     # cut the anisotropic spheres' force errors by 22-38% (RESULTS.md, section 10)
     jeans_shells: float | tuple[float, float] = 0.3
+    # each Jeans equation's weight in the loss: its Monte Carlo variance to this power, negated
+    # (0: every equation alike, so those with large moments dominate; 1: a chi^2). None: 0.5
+    # in a spherical fit, 0 otherwise (below)
+    jeans_noise_weight: float | None = None
     # bootstrap replicates for error bars (potential/replicates.py): how many (0 = none), and
     # the steps each is refitted for, starting from the main fit
     replicates: int = 0
@@ -111,6 +115,8 @@ class PotentialTraining:
             )
         fraction_range(self.jeans_neighbours, "jeans_neighbours")
         fraction_range(self.jeans_shells, "jeans_shells")
+        if self.jeans_noise_weight is not None and not 0 <= self.jeans_noise_weight <= 1:
+            raise ValueError(f"jeans_noise_weight must be in [0, 1], got {self.jeans_noise_weight}")
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError(
                 f"potential training needs steps and batch_size >= 1 (got {self.steps}, "
@@ -133,6 +139,15 @@ class PotentialTraining:
         if self.jeans_weight is not None:
             return self.jeans_weight
         return 100.0 if self.config.symmetry == "spherical" else 10.0
+
+    @property
+    def jeans_noise_power(self) -> float:
+        """The power of the Jeans equations' noise weights: ``jeans_noise_weight`` if set,
+        else 0.5 in a spherical fit, where the outer shells' small moments otherwise leave the
+        radial orbits to the flows (RESULTS.md, section 19), and 0 otherwise."""
+        if self.jeans_noise_weight is not None:
+            return self.jeans_noise_weight
+        return 0.5 if self.config.symmetry == "spherical" else 0.0
 
     def to_dict(self) -> dict:
         d = asdict(self)

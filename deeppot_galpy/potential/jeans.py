@@ -56,9 +56,16 @@ For a catalog that holds a fraction :math:`S(\vec x)` of the stars
 in the averages over the catalog's stars.
 
 The loss is the cross product of two independent minibatch estimates of the violation,
-:math:`\sum_{m,k} (B^{(1)}_{mk} - A_{mk})(B^{(2)}_{mk} - A_{mk}) / \sum_{m,k} A_{mk}^2`, which is
-unbiased for the squared violation (a single estimate's square would add its variance); with
-several families, the sum of one such ratio per family (each family weighs the same).
+:math:`\sum_{m,k} w_{mk} (B^{(1)}_{mk} - A_{mk})(B^{(2)}_{mk} - A_{mk}) / \sum_{m,k} w_{mk}
+A_{mk}^2`, which is unbiased for the weighted squared violation (a single estimate's square
+would add its variance); with several families, the sum of one such ratio per family (each
+family weighs the same). The weights are the equations' Monte Carlo variances to the power
+``-noise_weight`` (from the scatter of :math:`A` between random groups of the stars): 0 weighs
+every equation alike, so those with large moments (many stars, high dispersions) dominate; 1
+is a chi^2, which lets the noisy ones pull as hard. In between, 0.5, a spherical fit's
+default, lets the outer shells (few stars, wide, cold) hold the radial orbits the flows
+misread: the Osipkov-Merritt sphere's force error 2.02% -> 1.25%, its outermost bin -11% ->
+-3% (benchmarks/RESULTS.md, section 19).
 """
 
 from __future__ import annotations
@@ -132,7 +139,10 @@ class JeansMoments:
         completeness: Completeness | None = None,
         v_cov: np.ndarray | None = None,
         shells: float | tuple[float, float] = 1.0,
+        noise_weight: float = 0.0,
     ):
+        if not 0 <= noise_weight <= 1:
+            raise ValueError(f"noise_weight must be in [0, 1], got {noise_weight}")
         self.families = parse_families(velocity)
         if v_cov is not None and any(f.name != "linear" for f in self.families):
             raise ValueError("velocity-error deconvolution is implemented for the linear family")
@@ -212,12 +222,24 @@ class JeansMoments:
         self._group_size = torch.bincount(self._group, minlength=_GROUPS).double()
         self.A = [(a.sum(0) / len(x)).to(device, torch.float32) for a in A]
         self.norm = [float(a.square().sum()) for a in self.A]
+        # each equation's weight in the loss: its Monte Carlo variance to the power -noise_weight
+        self._w = [self._noise_weights(a, noise_weight).to(device, torch.float32) for a in A]
+        self._loss_norm = [
+            float((w * a.square()).sum()) for w, a in zip(self._w, self.A, strict=True)
+        ]
         self.x = torch.as_tensor(x, dtype=torch.float32, device=device)
         self.v = torch.as_tensor(v, dtype=torch.float32, device=device)
         self._c, self._metric, self._u, self._s, self._taper = (
             t.to(device, torch.float32)
             for t in (self._c, self._metric, self._u, self._s, self._taper)
         )
+
+    def _noise_weights(self, a_groups: Tensor, power: float) -> Tensor:
+        """var(A_mk)^-power, mean 1, the variance from the scatter of the groups' means."""
+        size = self._group_size.clamp(min=1)[:, None, None]
+        var = (a_groups / size).var(0) / _GROUPS
+        w = var.clamp(min=float(var[var > 0].min()) if (var > 0).any() else 1.0) ** -power
+        return w / w.mean()
 
     def psi(self, x: Tensor) -> Tensor:
         """The test functions at x (N, 3) -> (N, M), computed when needed (not stored for all
@@ -250,8 +272,8 @@ class JeansMoments:
         b1 = self._moments(grad_phi[:half], idx[:half])
         b2 = self._moments(grad_phi[half:], idx[half:])
         return sum(
-            ((p - a) * (q - a)).sum() / n
-            for p, q, a, n in zip(b1, b2, self.A, self.norm, strict=True)
+            (w * (p - a) * (q - a)).sum() / n
+            for p, q, a, n, w in zip(b1, b2, self.A, self._loss_norm, self._w, strict=True)
         )
 
     def _residual_groups(self, grad_phi: np.ndarray) -> list[Tensor]:
