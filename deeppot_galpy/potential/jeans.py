@@ -234,10 +234,14 @@ class JeansMoments:
             for t in (self._c, self._metric, self._u, self._s, self._taper)
         )
 
+    def _variance_of_mean(self, group_sums: Tensor) -> Tensor:
+        """The Monte Carlo variance of a mean over all the stars, from the scatter of the
+        groups' means of what ``group_sums`` (groups, M, size) sums."""
+        return (group_sums / self._group_size.clamp(min=1)[:, None, None]).var(0) / _GROUPS
+
     def _noise_weights(self, a_groups: Tensor, power: float) -> Tensor:
-        """var(A_mk)^-power, mean 1, the variance from the scatter of the groups' means."""
-        size = self._group_size.clamp(min=1)[:, None, None]
-        var = (a_groups / size).var(0) / _GROUPS
+        """var(A_mk)^-power, mean 1."""
+        var = self._variance_of_mean(a_groups)
         w = var.clamp(min=float(var[var > 0].min()) if (var > 0).any() else 1.0) ** -power
         return w / w.mean()
 
@@ -311,8 +315,7 @@ class JeansMoments:
         """
         ratios = []
         for r in self._residual_groups(grad_phi):
-            mean_groups = r / self._group_size.clamp(min=1)[:, None, None]
-            var = mean_groups.var(0) / _GROUPS
+            var = self._variance_of_mean(r)
             total = r.sum(0) / len(self.x)
             ratios.append((total.square() / var.clamp(min=1e-300)).flatten())
         return float(torch.cat(ratios).mean()) * (_GROUPS - 3) / (_GROUPS - 1)
