@@ -1,17 +1,29 @@
-"""The calibration of the replicates' error bars (``SIGMA_CALIBRATION``, issue 12).
+"""The calibration of the replicates' error bars (``SIGMA_CALIBRATION`` and the others, issue 12).
 
-For each finished run on a mock (``MOCK=RUN_DIR``, fitted with replicates at the default
-preset: ``benchmarks/coverage.py --size default``, ``benchmarks/local_disk.py``), the normalised
-errors z = |fit - truth| / raw spread of the replicates at held-out true stars in the mock's
-scoring range (Phi after its median offset; each force component counts once). The factor
-for a kind of quantity is the 68.3rd percentile of z pooled over the runs (each run weighted
-equally): the factor that makes the pooled 1 sigma cover as often as a Gaussian's. Prints,
-per run, the coverage at 1 and 2 sigma raw, with the factors refitted on these runs and with
-the factors each run recorded (``fit_calibration``, what the package quotes; for runs made
-before they were recorded, ``calibration(region)``), and the factors.
+For each finished run (``NAME=RUN_DIR``, fitted with replicates at the default preset:
+``benchmarks/coverage.py --size default``, ``benchmarks/local_disk.py``, ``deeppot fit``), the
+normalised errors z = |fit - truth| / raw spread of the replicates (Phi after its median
+offset; each force component counts once). NAME is a mock, scored at its held-out true stars
+in its scoring range, or a key of ``--truths FILE.json`` for a run of a catalog (``deeppot
+fit``) whose truth is a galpy potential, scored at the catalog's stars (the last ``--n``) in
+the given radius range::
+
+    {"tracers": {"potential": "NFWPotential",
+                 "args": {"conc": 12.0, "mvir": 1.0, "H": 70.0, "wrtcrit": true},
+                 "r_range_kpc": [0.4, 20.0]},
+     "sphere": {"potential": "HernquistPotential",
+                "args": {"amp": "6e11 solMass", "a": "15 kpc"}, "r_range_kpc": [1.5, 45.0]}}
+
+(``args`` go to the galpy class; strings are astropy Quantities; ro = 8 kpc, vo = 220 km/s.)
+The factor for a kind of quantity is the 68.3rd percentile of z pooled over the runs (each
+run weighted equally): the factor that makes the pooled 1 sigma cover as often as a
+Gaussian's. Prints, per run, the coverage at 1 and 2 sigma raw, with the factors refitted on
+these runs and with the factors each run recorded (``fit_calibration``, what the package
+quotes; for runs made before they were recorded, ``calibration(region)``), and the factors.
 
     python benchmarks/calibration.py plummer=runs/coverage/plummer nfw=runs/coverage/nfw \\
         local_disk=runs/local_disk/run_noiseless
+    python benchmarks/calibration.py --truths truths.json tracers=runs/tracers sphere=runs/sphere
 
 Writes the table (Markdown) to ``--markdown FILE`` if given.
 """
@@ -21,12 +33,15 @@ from __future__ import annotations
 import argparse
 import json
 
+import astropy.units as u
 import numpy as np
 
 from deeppot_galpy.compare import as_field, in_region
+from deeppot_galpy.data import catalog_to_phasespace
 from deeppot_galpy.mocks import get_mock, mock_from_record
 from deeppot_galpy.potential.replicates import fit_calibration, replicate_spread
 from deeppot_galpy.rundir import RunDir
+from deeppot_galpy.units import Units
 
 KINDS = ("phi", "force", "density")
 NOMINAL = (0.683, 0.954)
@@ -42,24 +57,49 @@ def run_mock(run: RunDir, name: str):
     return mock_from_record(record)
 
 
+def mock_truth(run: RunDir, name: str, n: int, seed: int):
+    """The run's mock as a field, ``n`` held-out true stars in its scoring range, and G."""
+    mock = run_mock(run, name)
+    held = mock.sample(n, seed)
+    if mock.region is not None:
+        keep = in_region(held.x, mock.region)
+    else:
+        r = np.linalg.norm(held.x, axis=1)
+        keep = (r >= mock.r_range[0]) & (r <= mock.r_range[1])
+    return as_field(mock, mock.units.G), held.x[keep], mock.units.G
+
+
+def galpy_truth(run: RunDir, spec: dict, n: int):
+    """The galpy potential ``spec`` (module docstring) as a field in the run's units, the last
+    ``n`` of the run's catalog stars within ``spec["r_range_kpc"]`` of the origin, and G."""
+    import galpy.potential
+
+    record = run.read_json("run")
+    units = Units.from_dict(record["units"])
+    args = {k: u.Quantity(v) if isinstance(v, str) else v for k, v in spec["args"].items()}
+    pot = getattr(galpy.potential, spec["potential"])(**args, ro=8.0, vo=220.0)
+    data, _ = catalog_to_phasespace(record["invocation"]["inputs"]["catalog"])
+    x = data.x * (1.0 * data.units.quantity("length")).to_value(units.quantity("length"))
+    lo, hi = spec["r_range_kpc"]
+    r = np.linalg.norm(x, axis=1) * (1.0 * units.quantity("length")).to_value(u.kpc)
+    return as_field(pot, units=units), x[(r >= lo) & (r <= hi)][-n:], units.G
+
+
 def normalised_errors(
-    run_dir: str, mock_name: str, n: int, seed: int
+    run_dir: str, name: str, n: int, seed: int, truths: dict
 ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-    """|error| / raw spread per kind at held-out stars, and the factors the package quotes
-    for this run (:func:`~deeppot_galpy.potential.replicates.fit_calibration`)."""
+    """|error| / raw spread per kind at the truth's points (:func:`mock_truth` or, for a key of
+    ``truths``, :func:`galpy_truth`), and the factors the package quotes for this run
+    (:func:`~deeppot_galpy.potential.replicates.fit_calibration`)."""
     run = RunDir(run_dir)
     net, meta = run.load_potential()
     reps = run.load_replicates()
-    mock = run_mock(run, mock_name)
-    held = mock.sample(n, seed)
-    if mock.region is not None:
-        x = held.x[in_region(held.x, mock.region)]
+    if name in truths:
+        truth, x, G = galpy_truth(run, truths[name], n)
     else:
-        r = np.linalg.norm(held.x, axis=1)
-        x = held.x[(r >= mock.r_range[0]) & (r <= mock.r_range[1])]
-    G = mock.units.G
+        truth, x, G = mock_truth(run, name, n, seed)
     sigma = replicate_spread(reps, x, G, factors=None)
-    fit, truth = as_field(net, G), as_field(mock, G)
+    fit = as_field(net, G)
     rho_fit, rho_true = fit.density(x), truth.density(x)
     phi_fit, phi_true = fit.potential(x), truth.potential(x)
     errors = {
@@ -81,16 +121,18 @@ def pooled_factor(zs: list[np.ndarray]) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("runs", nargs="+", help="MOCK=RUN_DIR")
+    p.add_argument("runs", nargs="+", help="NAME=RUN_DIR (NAME: a mock or a key of --truths)")
+    p.add_argument("--truths", help="JSON of galpy truths for catalog runs (module docstring)")
     p.add_argument("--n", type=int, default=8192, help="held-out stars drawn per run")
     p.add_argument("--seed", type=int, default=12345)
     p.add_argument("--markdown")
     args = p.parse_args()
+    truths = json.loads(open(args.truths).read()) if args.truths else {}
     z, in_code = {}, {}
     for item in args.runs:
         label, run_dir = item.split("=", 1)
         z[label], in_code[label] = normalised_errors(
-            run_dir, label.split(":")[0], args.n, args.seed
+            run_dir, label.split(":")[0], args.n, args.seed, truths
         )
     factors = {k: pooled_factor([z[r][k] for r in z]) for k in KINDS}
     lines = [
