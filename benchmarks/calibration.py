@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import astropy.units as u
 import numpy as np
@@ -41,7 +42,6 @@ from deeppot_galpy.data import catalog_to_phasespace
 from deeppot_galpy.mocks import get_mock, mock_from_record
 from deeppot_galpy.potential.replicates import fit_calibration, replicate_spread
 from deeppot_galpy.rundir import RunDir
-from deeppot_galpy.units import Units
 
 KINDS = ("phi", "force", "density")
 NOMINAL = (0.683, 0.954)
@@ -74,15 +74,13 @@ def galpy_truth(run: RunDir, spec: dict, n: int):
     ``n`` of the run's catalog stars within ``spec["r_range_kpc"]`` of the origin, and G."""
     import galpy.potential
 
-    record = run.read_json("run")
-    units = Units.from_dict(record["units"])
     args = {k: u.Quantity(v) if isinstance(v, str) else v for k, v in spec["args"].items()}
     pot = getattr(galpy.potential, spec["potential"])(**args, ro=8.0, vo=220.0)
-    data, _ = catalog_to_phasespace(record["invocation"]["inputs"]["catalog"])
-    x = data.x * (1.0 * data.units.quantity("length")).to_value(units.quantity("length"))
+    # the run was fitted on this catalog, so its stars come in the run's units
+    data, _ = catalog_to_phasespace(run.read_json("run")["invocation"]["inputs"]["catalog"])
+    r = np.linalg.norm(data.x, axis=1) * (1.0 * data.units.quantity("length")).to_value(u.kpc)
     lo, hi = spec["r_range_kpc"]
-    r = np.linalg.norm(x, axis=1) * (1.0 * units.quantity("length")).to_value(u.kpc)
-    return as_field(pot, units=units), x[(r >= lo) & (r <= hi)][-n:], units.G
+    return as_field(pot, units=data.units), data.x[(r >= lo) & (r <= hi)][-n:], data.units.G
 
 
 def normalised_errors(
@@ -127,7 +125,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=12345)
     p.add_argument("--markdown")
     args = p.parse_args()
-    truths = json.loads(open(args.truths).read()) if args.truths else {}
+    truths = json.loads(Path(args.truths).read_text()) if args.truths else {}
     z, in_code = {}, {}
     for item in args.runs:
         label, run_dir = item.split("=", 1)
