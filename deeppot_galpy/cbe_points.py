@@ -171,6 +171,7 @@ def jeans_moments(
         stars.v,
         region,
         cfg.jeans_functions,
+        n_stars=cfg.jeans_stars,
         neighbours=cfg.jeans_neighbours,
         seed=stream_seed(seed, stream),
         device=device,

@@ -22,6 +22,7 @@ A config file starts from a preset and overrides any setting; CLI flags override
     [potential]                # PotentialTraining: steps, batch_size, lr, lam, time_budget_s,
                                #   loss (lnf | f | crossfit: the flow members in two groups),
                                #   jeans_weight, jeans_functions, jeans_neighbours, jeans_batch,
+                               #   jeans_stars,
                                #   jeans_shells, jeans_noise_weight,
                                #   replicates (bootstrap refits for error bars), replicate_steps
     [potential.network]        # PotentialConfig: hidden, activation, softening, vertical,

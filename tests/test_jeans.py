@@ -6,6 +6,7 @@ import torch
 
 from deeppot_galpy.compare import potential_metrics
 from deeppot_galpy.mocks import Plummer
+from deeppot_galpy.phasespace import filled_ball
 from deeppot_galpy.potential import CBEPoints, JeansMoments, PotentialTraining, fit_potential
 from deeppot_galpy.potential.jeans import _edge_taper
 
@@ -106,7 +107,7 @@ def test_shells_hold_for_the_truth_and_see_a_wrong_force(plummer):
     round function's volume: the true force satisfies them, one 15% too strong does not."""
     m, ps, _ = plummer
     jeans = JeansMoments(ps.x, ps.v, ps.region(), n_functions=64, seed=2, shells=0.3)
-    c, metric = jeans._c.double(), jeans._metric.double()
+    c, metric = torch.as_tensor(jeans.centers), jeans._metric.double()
     eig = torch.linalg.eigvalsh(metric)  # 1 / width^2, the long axes first
     widths = eig**-0.5
     assert torch.allclose(widths.prod(1), torch.as_tensor(jeans.widths) ** 3, rtol=1e-4)
@@ -165,3 +166,37 @@ def test_the_edge_taper_vanishes_at_a_hard_edge_with_its_gradient():
         np.testing.assert_allclose(grad[:, k], fd / (2 * h), atol=1e-6)
     ones, zeros = _edge_taper(x, center, edge, False)
     assert np.all(ones == 1) and np.all(zeros == 0)
+
+
+def test_the_moments_are_the_sums_they_define(plummer):
+    """The moments, built by matrix products group by group, against the definition summed
+    star by star with autograd: A_mk = < v_k v . grad(T psi_m) - (C grad(T psi_m))_k > for a
+    survey volume's tapered shells and velocity error covariances C."""
+    _, ps, _ = plummer
+    center = np.array([0.6, 0.0, 0.0])
+    seen = ps.subset(np.flatnonzero(np.linalg.norm(ps.x - center, axis=1) < 0.8)[:3000])
+    region = seen.region()
+    rng = np.random.default_rng(1)
+    root = 0.05 * rng.normal(size=(len(seen.x), 3, 3))
+    cov = root @ root.transpose(0, 2, 1)
+    jeans = JeansMoments(seen.x, seen.v, region, 32, seed=3, neighbours=0.01, shells=0.4, v_cov=cov)
+    ball_center, edge = (torch.as_tensor(a) for a in filled_ball(region))
+    c, metric = torch.as_tensor(jeans.centers), jeans._metric.double()
+    x = torch.as_tensor(seen.x, dtype=torch.float64).requires_grad_(True)
+    d = x.unsqueeze(1) - c
+    psi = torch.exp(-0.5 * torch.einsum("nmi,mij,nmj->nm", d, metric, d))
+    taper = (1 - (x - ball_center).square().sum(1) / edge**2).clamp(min=0) ** 2
+    tpsi = taper[:, None] * psi
+    grad = torch.stack(
+        [torch.autograd.grad(tpsi[:, m].sum(), x, retain_graph=True)[0] for m in range(len(c))], 1
+    )  # (n, M, 3)
+    v = torch.as_tensor(seen.v)
+    vdg = torch.einsum("nk,nmk->nm", v, grad)
+    want = (
+        torch.einsum("nm,nk->mk", vdg, v) - torch.einsum("nkj,nmj->mk", torch.as_tensor(cov), grad)
+    ) / len(v)
+    got = jeans.A[0].double()
+    assert torch.allclose(got, want, atol=1e-5 * float(want.abs().max()))
+    np.testing.assert_allclose(
+        jeans.psi(jeans.x[:200]).double().numpy(), psi[:200].detach().numpy(), atol=1e-5
+    )

@@ -90,6 +90,8 @@ class PotentialTraining:
     jeans_functions: int = 384
     jeans_neighbours: float | tuple[float, float] = (0.002, 0.02)  # (min, max): mixed scales
     jeans_batch: int = 512
+    # stars the moments are summed over (a random subsample of a larger catalog)
+    jeans_stars: int = 2**17
     # subtract the stars' velocity measurement covariances (PhaseSpace.v_cov) from the moments
     jeans_deconvolve: bool = True
     # in a spherical fit, the test functions' thickness along the radius over their length
@@ -114,6 +116,8 @@ class PotentialTraining:
                 f"replicate_steps >= 1 (got {self.replicates}, {self.replicate_steps})"
             )
         fraction_range(self.jeans_neighbours, "jeans_neighbours")
+        if self.jeans_stars < 1:
+            raise ValueError(f"jeans_stars must be >= 1, got {self.jeans_stars}")
         fraction_range(self.jeans_shells, "jeans_shells")
         if self.jeans_noise_weight is not None and not 0 <= self.jeans_noise_weight <= 1:
             raise ValueError(f"jeans_noise_weight must be in [0, 1], got {self.jeans_noise_weight}")

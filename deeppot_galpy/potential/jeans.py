@@ -169,10 +169,16 @@ class JeansMoments:
         self.centers, self.widths = cand[inside][:n_functions], width[inside][:n_functions]
         if len(self.centers) < 8:
             raise ValueError("too few Jeans test functions fit inside the stars' region")
-        self._c = torch.as_tensor(self.centers, dtype=torch.float64)
+        # psi's quadratic form d^T W d (d = x - c) expanded about the region's centre o into
+        # matrix products, (x' x'^T) : W - 2 x' . W c' + c'^T W c' (x' = x - o, c' = c - o):
+        # no (stars x functions x 3 x 3) array, and exact to rounding near each function
+        self._origin = torch.as_tensor(center, dtype=torch.float64)
         self._metric = torch.as_tensor(
             _shell_metric(self.centers, self.widths, q[inside][:n_functions])
         )
+        c = torch.as_tensor(self.centers) - self._origin
+        self._wc = torch.einsum("mij,mj->mi", self._metric, c)
+        self._cwc = (c * self._wc).sum(1)
         xs, vs = torch.as_tensor(x), torch.as_tensor(v)
         # every function times a taper that reaches zero at a survey volume's hard edge
         taper, grad_taper = _edge_taper(x, center, edge, bool(region.get("survey_volume")))
@@ -191,33 +197,29 @@ class JeansMoments:
         # the stars fall in random groups whose moments scatter as their Monte Carlo noise
         # (the tension); drawn last, so the functions do not depend on it
         self._group = torch.as_tensor(rng.integers(0, _GROUPS, len(x)))
+        grad_log_s = torch.zeros(len(x), 3, dtype=torch.float64)
+        if completeness is not None:
+            grad_log_s = torch.as_tensor(completeness.grad_log(x))
         # A_mk = < h_mk v . grad(S T psi_m) / S > (less < C grad(T psi_m) > for errors), summed
         # per group
         A = [
             torch.zeros(_GROUPS, len(self.centers), f.size, dtype=torch.float64)
             for f in self.families
         ]
-        grad_log_s = torch.zeros(len(x), 3, dtype=torch.float64)
-        if completeness is not None:
-            grad_log_s = torch.as_tensor(completeness.grad_log(x))
-        for lo in range(0, len(x), _CHUNK):
-            xc, vc = xs[lo : lo + _CHUNK], vs[lo : lo + _CHUNK]
-            # grad(S T psi) / S = psi (T (grad ln S - W (x - c)) + grad T), T the taper and W
-            # psi's inverse covariance: (n, M, 3)
-            t = taper[lo : lo + _CHUNK, None, None]
-            grad = self.psi(xc).unsqueeze(-1) * (
-                t * grad_log_s[lo : lo + _CHUNK, None]
-                - t * torch.einsum("mij,nmj->nmi", self._metric, xc.unsqueeze(1) - self._c)
-                + grad_taper[lo : lo + _CHUNK, None]
-            )
-            vdg = torch.einsum("nk,nmk->nm", vc, grad)
-            w = self._relative(vc)
-            group = self._group[lo : lo + _CHUNK]
-            for a, fam in zip(A, self.families, strict=True):
-                a.index_add_(0, group, fam.value(vc, w, self._s) * vdg.unsqueeze(-1))
-            if cov is not None:  # the linear family alone (checked above)
-                c_grad = torch.einsum("nkj,nmj->nmk", cov[lo : lo + _CHUNK], grad)
-                A[0].index_add_(0, group, -c_grad)
+        for group in range(_GROUPS):
+            members = torch.nonzero(self._group == group).flatten()
+            for lo in range(0, len(members), _CHUNK):
+                rows = members[lo : lo + _CHUNK]
+                xc, vc, t = xs[rows], vs[rows], taper[rows, None]
+                psi = self.psi(xc)
+                # grad(S T psi) / S = psi (T grad ln S + grad T - T W (x - c)), T the taper
+                # and W psi's inverse covariance
+                own = t * grad_log_s[rows] + grad_taper[rows]  # (n, 3)
+                vdg = psi * ((vc * own).sum(1, keepdim=True) - t * self._bilinear(vc, xc))
+                for a, fam in zip(A, self.families, strict=True):
+                    a[group] += fam.sums(vc, lambda vc=vc: self._relative(vc), self._s, vdg)
+                if cov is not None:  # the linear family alone (checked above)
+                    A[0][group] -= self._covariance_term(cov[rows], psi, t, own, xc)
         self._A_groups = A
         self._group_size = torch.bincount(self._group, minlength=_GROUPS).double()
         self.A = [(a.sum(0) / len(x)).to(device, torch.float32) for a in A]
@@ -229,9 +231,17 @@ class JeansMoments:
         ]
         self.x = torch.as_tensor(x, dtype=torch.float32, device=device)
         self.v = torch.as_tensor(v, dtype=torch.float32, device=device)
-        self._c, self._metric, self._u, self._s, self._taper = (
+        self._origin, self._metric, self._wc, self._cwc, self._u, self._s, self._taper = (
             t.to(device, torch.float32)
-            for t in (self._c, self._metric, self._u, self._s, self._taper)
+            for t in (
+                self._origin,
+                self._metric,
+                self._wc,
+                self._cwc,
+                self._u,
+                self._s,
+                self._taper,
+            )
         )
 
     def _variance_of_mean(self, group_sums: Tensor) -> Tensor:
@@ -248,8 +258,26 @@ class JeansMoments:
     def psi(self, x: Tensor) -> Tensor:
         """The test functions at x (N, 3) -> (N, M), computed when needed (not stored for all
         the stars: N x M floats would dominate the memory of a fit with many functions)."""
-        d = x.unsqueeze(1) - self._c
-        return torch.exp(-0.5 * torch.einsum("nmi,mij,nmj->nm", d, self._metric, d))
+        d = x - self._origin
+        q = self._bilinear(d, x) - d @ self._wc.T + self._cwc
+        return torch.exp(-0.5 * q.clamp(min=0.0))
+
+    def _bilinear(self, a: Tensor, x: Tensor) -> Tensor:
+        """a_n^T W_m (x_n - c_m) for the rows of a and x (N, 3) and every function m: (N, M)."""
+        d = x - self._origin
+        outer = (a.unsqueeze(2) * d.unsqueeze(1)).flatten(1)  # a_i d_j, (N, 9)
+        return outer @ self._metric.flatten(1).T - a @ self._wc.T
+
+    def _covariance_term(self, cov: Tensor, psi: Tensor, t: Tensor, own: Tensor, x: Tensor):
+        """sum_n C_n grad(T psi_m)(x_n) over a chunk of stars (M, 3), their velocity error
+        covariances C (n, 3, 3), as matrix products: grad(T psi) = psi (own - T W (x - c))."""
+        pt = psi * t
+        d = x - self._origin
+        first = psi.T @ torch.einsum("nki,ni->nk", cov, own)
+        c_d = (cov.unsqueeze(-1) * d[:, None, None, :]).flatten(1)  # C_ki d_j: (n, 27)
+        c_w_d = torch.einsum("mkij,mij->mk", (pt.T @ c_d).unflatten(1, (3, 3, 3)), self._metric)
+        c_w_c = torch.einsum("mki,mi->mk", (pt.T @ cov.flatten(1)).unflatten(1, (3, 3)), self._wc)
+        return first - c_w_d + c_w_c
 
     def _relative(self, v: Tensor) -> Tensor:
         """Velocities in each function's frame, (v - u_m) / s_m: (N, M, 3)."""

@@ -63,13 +63,29 @@ class VelocityFamily:
     From the velocities v (n, 3), the relative velocities w (n, M, 3) and the dispersions
     s (M,): ``value(v, w, s)`` gives h (n, M, size); ``moments(psi, w, g)`` gives
     sum_n psi_nm grad_v h_nmk . g_n (M, size) for the test functions psi (n, M) and a vector
-    g (n, 3) at each star (the force), differentiable in g.
+    g (n, 3) at each star (the force), differentiable in g; ``sums(v, relative, s, weight)``
+    gives sum_n weight_nm h_nmk (M, size), ``relative()`` computing w only for the families
+    that need it (the linear factors are the velocities: one matrix product).
     """
 
     name: str
     size: int
     value: Callable[[Tensor, Tensor, Tensor], Tensor]
     moments: Callable[[Tensor, Tensor, Tensor], Tensor]
+    sums: Callable[[Tensor, Callable[[], Tensor], Tensor, Tensor], Tensor]
+
+
+def _sums_of(value: Callable[[Tensor, Tensor, Tensor], Tensor]):
+    """``sums`` from ``value``: the (n, M, size) factors weighted and summed over the stars."""
+
+    def sums(v: Tensor, relative: Callable[[], Tensor], s: Tensor, weight: Tensor) -> Tensor:
+        return torch.einsum("nmk,nm->mk", value(v, relative(), s), weight)
+
+    return sums
+
+
+def _linear_sums(v: Tensor, relative: Callable[[], Tensor], s: Tensor, weight: Tensor) -> Tensor:
+    return weight.T @ v
 
 
 def _linear_value(v: Tensor, w: Tensor, s: Tensor) -> Tensor:
@@ -120,9 +136,15 @@ def _windows_moments(psi: Tensor, w: Tensor, g: Tensor) -> Tensor:
 FAMILIES: dict[str, VelocityFamily] = {
     f.name: f
     for f in (
-        VelocityFamily("linear", 3, _linear_value, _linear_moments),
-        VelocityFamily("cubic", 3, _cubic_value, _cubic_moments),
-        VelocityFamily("windows", len(_OFFSETS), _windows_value, _windows_moments),
+        VelocityFamily("linear", 3, _linear_value, _linear_moments, _linear_sums),
+        VelocityFamily("cubic", 3, _cubic_value, _cubic_moments, _sums_of(_cubic_value)),
+        VelocityFamily(
+            "windows",
+            len(_OFFSETS),
+            _windows_value,
+            _windows_moments,
+            _sums_of(_windows_value),
+        ),
     )
 }
 
