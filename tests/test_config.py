@@ -118,6 +118,7 @@ def test_flags_override_the_file_and_are_recorded():
         ({"potential": {"jeans_neighbours": [0.02, 0.002]}}, r"\(min, max\) range"),
         ({"potential": {"jeans_neighbours": 2}}, r"jeans_neighbours must be in \(0, 1\]"),
         ({"potential": {"jeans_shells": [0.5, 0.1]}}, r"jeans_shells must be in \(0, 1\]"),
+        ({"potential": {"jeans_stars": 0}}, r"jeans_stars must be >= 1"),
         ({"potential": {"replicates": 1}}, r"a spread needs two"),
         ({"fit": {"n_points": 0}}, r"n_points must be >= 1"),
         ({"fit": {"threads": -1}}, r"threads must be an integer >= 0"),

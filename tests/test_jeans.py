@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from deeppot_galpy.cbe_points import jeans_moments
 from deeppot_galpy.compare import potential_metrics
 from deeppot_galpy.mocks import Plummer
 from deeppot_galpy.phasespace import filled_ball
@@ -200,3 +201,12 @@ def test_the_moments_are_the_sums_they_define(plummer):
     np.testing.assert_allclose(
         jeans.psi(jeans.x[:200]).double().numpy(), psi[:200].detach().numpy(), atol=1e-5
     )
+
+
+def test_the_moments_sum_over_jeans_stars_of_the_catalog(plummer):
+    """[potential] jeans_stars caps the stars the moments are summed over: a random subsample
+    of a larger catalog, all of a smaller one."""
+    _, ps, _ = plummer
+    for cap, expected in ((5000, 5000), (2**20, len(ps.x))):
+        cfg = PotentialTraining(jeans_stars=cap, jeans_functions=32)
+        assert len(jeans_moments(ps, ps.region(), cfg, seed=0, device="cpu")) == expected
