@@ -19,6 +19,7 @@ stars. Seeds: :mod:`deeppot_galpy.seeds` (streams ``points``, ``jeans``, ``repli
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 
@@ -30,6 +31,7 @@ from .df.radial import RadialProfile
 from .phasespace import PhaseSpace
 from .potential import CBEPoints, PotentialNet, PotentialTraining
 from .potential.jeans import JeansMoments
+from .potential.replicates import TENSION_STARS
 from .seeds import spawn_seeds, stream_seed
 
 __all__ = [
@@ -192,8 +194,10 @@ def jeans_tension(
 ) -> float | None:
     """The fitted potential's tension with the stars' Jeans moments
     (:meth:`JeansMoments.tension <deeppot_galpy.potential.jeans.JeansMoments.tension>`) on
-    test functions placed anew (stream ``jeans_check``), which the fit was not trained on;
-    None without a Jeans term."""
+    test functions placed anew (stream ``jeans_check``), which the fit was not trained on,
+    over at most :data:`~deeppot_galpy.potential.replicates.TENSION_STARS` stars; None
+    without a Jeans term."""
+    cfg = replace(cfg, jeans_stars=min(cfg.jeans_stars, TENSION_STARS))
     check = jeans_moments(stars, region, cfg, seed, device, stream="jeans_check")
     if check is None:
         return None

@@ -210,3 +210,24 @@ def test_the_moments_sum_over_jeans_stars_of_the_catalog(plummer):
     for cap, expected in ((5000, 5000), (2**20, len(ps.x))):
         cfg = PotentialTraining(jeans_stars=cap, jeans_functions=32)
         assert len(jeans_moments(ps, ps.region(), cfg, seed=0, device="cpu")) == expected
+
+
+def test_the_tension_is_measured_on_the_calibrations_star_count():
+    """The tension sums over at most TENSION_STARS stars whatever jeans_stars is, so a
+    catalog larger than the fits the tension gain was set on is judged on the same scale."""
+    from deeppot_galpy.cbe_points import jeans_tension
+    from deeppot_galpy.potential.replicates import TENSION_STARS
+
+    m = Plummer()
+    ps = m.sample(TENSION_STARS + 4096, 5)
+
+    class Truth:
+        def evaluate(self, x, laplacian=True):
+            return {"acc": m.acceleration(x)}
+
+    tension = [
+        jeans_tension(Truth(), ps, ps.region(), PotentialTraining(jeans_stars=n), 0, "cpu")
+        for n in (TENSION_STARS, 2**20)
+    ]
+    assert tension[0] == tension[1]
+    assert 0.7 < tension[0] < 1.3  # the true potential, up to the equations' noise
