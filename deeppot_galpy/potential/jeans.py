@@ -268,9 +268,12 @@ class JeansMoments:
         outer = (a.unsqueeze(2) * d.unsqueeze(1)).flatten(1)  # a_i d_j, (N, 9)
         return outer @ self._metric.flatten(1).T - a @ self._wc.T
 
-    def _covariance_term(self, cov: Tensor, psi: Tensor, t: Tensor, own: Tensor, x: Tensor):
-        """sum_n C_n grad(T psi_m)(x_n) over a chunk of stars (M, 3), their velocity error
-        covariances C (n, 3, 3), as matrix products: grad(T psi) = psi (own - T W (x - c))."""
+    def _covariance_term(
+        self, cov: Tensor, psi: Tensor, t: Tensor, own: Tensor, x: Tensor
+    ) -> Tensor:
+        """sum_n C_n grad(S T psi_m)(x_n) / S over a chunk of stars (M, 3), C (n, 3, 3) their
+        velocity error covariances, as matrix products: grad(S T psi) / S = psi (own - T W
+        (x - c)), own = T grad ln S + grad T (n, 3) and t = T (n, 1)."""
         pt = psi * t
         d = x - self._origin
         first = psi.T @ torch.einsum("nki,ni->nk", cov, own)
