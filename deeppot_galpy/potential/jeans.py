@@ -131,7 +131,7 @@ class JeansMoments:
         v: np.ndarray,
         region: dict,
         n_functions: int = 192,
-        n_stars: int = 2**17,
+        n_stars: int = 2**20,
         neighbours: float | tuple[float, float] = 0.02,
         seed: int = 0,
         device: str | torch.device = "cpu",
