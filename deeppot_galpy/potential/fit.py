@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from .. import distributed
 from ..checkpoint import Checkpoint, restore_training_state, training_state
 from .cbe import LOSSES, negative_density_penalty, stationarity_loss
-from .jeans import JeansMoments, fraction_range
+from .jeans import JEANS_STARS, JeansMoments, fraction_range
 from .network import PotentialConfig, PotentialNet
 
 __all__ = ["CBEPoints", "PotentialTraining", "fit_potential", "point_scales"]
@@ -93,7 +93,7 @@ class PotentialTraining:
     # stars the moments are summed over (a random subsample of a larger catalog): their noise
     # falls as 1 / sqrt(stars), and all 10^6 stars of An et al.'s sphere in place of 2^17 cut
     # its force error from 1.4% to 0.6% on the same flows (RESULTS.md, section 21)
-    jeans_stars: int = 2**20
+    jeans_stars: int = JEANS_STARS
     # subtract the stars' velocity measurement covariances (PhaseSpace.v_cov) from the moments
     jeans_deconvolve: bool = True
     # in a spherical fit, the test functions' thickness along the radius over their length

@@ -81,9 +81,11 @@ from ..completeness import Completeness
 from ..phasespace import filled_ball
 from .weakform import parse_families
 
-__all__ = ["JeansMoments", "fraction_range"]
+__all__ = ["JEANS_STARS", "JeansMoments", "fraction_range"]
 
 _CHUNK = 4096  # stars per pass when precomputing: (chunk x functions x factors) floats
+#: stars the moments are summed over by default (a random subsample of a larger catalog)
+JEANS_STARS = 2**20
 _GROUPS = 64  # random groups of stars whose scatter measures the moments' noise (tension)
 
 
@@ -131,7 +133,7 @@ class JeansMoments:
         v: np.ndarray,
         region: dict,
         n_functions: int = 192,
-        n_stars: int = 2**20,
+        n_stars: int = JEANS_STARS,
         neighbours: float | tuple[float, float] = 0.02,
         seed: int = 0,
         device: str | torch.device = "cpu",
@@ -215,11 +217,12 @@ class JeansMoments:
                 # grad(S T psi) / S = psi (T grad ln S + grad T - T W (x - c)), T the taper
                 # and W psi's inverse covariance
                 own = t * grad_log_s[rows] + grad_taper[rows]  # (n, 3)
-                vdg = psi * ((vc * own).sum(1, keepdim=True) - t * self._bilinear(vc, xc))
+                d = xc - self._origin
+                vdg = psi * ((vc * own).sum(1, keepdim=True) - t * self._bilinear(vc, d))
                 for a, fam in zip(A, self.families, strict=True):
                     a[group] += fam.sums(vc, lambda vc=vc: self._relative(vc), self._s, vdg)
                 if cov is not None:  # the linear family alone (checked above)
-                    A[0][group] -= self._covariance_term(cov[rows], psi, t, own, xc)
+                    A[0][group] -= self._covariance_term(cov[rows], psi, t, own, d)
         self._A_groups = A
         self._group_size = torch.bincount(self._group, minlength=_GROUPS).double()
         self.A = [(a.sum(0) / len(x)).to(device, torch.float32) for a in A]
@@ -259,23 +262,22 @@ class JeansMoments:
         """The test functions at x (N, 3) -> (N, M), computed when needed (not stored for all
         the stars: N x M floats would dominate the memory of a fit with many functions)."""
         d = x - self._origin
-        q = self._bilinear(d, x) - d @ self._wc.T + self._cwc
+        q = self._bilinear(d, d) - d @ self._wc.T + self._cwc
         return torch.exp(-0.5 * q.clamp(min=0.0))
 
-    def _bilinear(self, a: Tensor, x: Tensor) -> Tensor:
-        """a_n^T W_m (x_n - c_m) for the rows of a and x (N, 3) and every function m: (N, M)."""
-        d = x - self._origin
+    def _bilinear(self, a: Tensor, d: Tensor) -> Tensor:
+        """a_n^T W_m (x_n - c_m) for the rows of a and of d = x - o (N, 3), o the region's
+        centre, and every function m: (N, M)."""
         outer = (a.unsqueeze(2) * d.unsqueeze(1)).flatten(1)  # a_i d_j, (N, 9)
         return outer @ self._metric.flatten(1).T - a @ self._wc.T
 
     def _covariance_term(
-        self, cov: Tensor, psi: Tensor, t: Tensor, own: Tensor, x: Tensor
+        self, cov: Tensor, psi: Tensor, t: Tensor, own: Tensor, d: Tensor
     ) -> Tensor:
         """sum_n C_n grad(S T psi_m)(x_n) / S over a chunk of stars (M, 3), C (n, 3, 3) their
         velocity error covariances, as matrix products: grad(S T psi) / S = psi (own - T W
-        (x - c)), own = T grad ln S + grad T (n, 3) and t = T (n, 1)."""
+        (x - c)), own = T grad ln S + grad T (n, 3), t = T (n, 1) and d = x - o (n, 3)."""
         pt = psi * t
-        d = x - self._origin
         first = psi.T @ torch.einsum("nki,ni->nk", cov, own)
         c_d = (cov.unsqueeze(-1) * d[:, None, None, :]).flatten(1)  # C_ki d_j: (n, 27)
         c_w_d = torch.einsum("mkij,mij->mk", (pt.T @ c_d).unflatten(1, (3, 3, 3)), self._metric)
