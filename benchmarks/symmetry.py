@@ -187,8 +187,8 @@ def main() -> None:
         first = args.variants.split(",")[0].split("+")[0]
         flow = config.flow
         if flow.model == "auto":  # as deeppot fit chooses it, for the first variant's symmetry
-            model = choose_df_model(stars.summary.x, stars.summary.v, first, region)["model"]
-            flow = replace(flow, model=model)
+            choice = choose_df_model(stars.summary.x, stars.summary.v, first, region)
+            flow = replace(flow, model=choice["model"], hidden=choice["hidden"] or flow.hidden)
         ens = FlowEnsemble(stars.summary.standardization(), config.n_flows, flow)
         augment = None
         if args.augment:  # the symmetry of the first variant

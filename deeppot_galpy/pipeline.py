@@ -61,6 +61,7 @@ from .config import PRESETS, FitConfig, FitOptions
 from .device import resolve_device
 from .df import FlowEnsemble
 from .df.augment import Augmentation, symmetry_augmentation
+from .df.flows import FlowConfig
 from .df.radial import RadialProfile
 from .mocks import MockSystem, get_mock
 from .phasespace import PhaseSpace
@@ -276,13 +277,17 @@ def _resolve_symmetry(config: FitConfig, stars: PhaseSpace, region: dict) -> tup
 
 def _resolve_df_model(config: FitConfig, stars: PhaseSpace, region: dict) -> tuple[FitConfig, dict]:
     """The config with the DF model ``"auto"`` replaced by the one the stars and the resolved
-    symmetry call for (:func:`~deeppot_galpy.shape.choose_df_model`), and its record."""
+    symmetry call for (:func:`~deeppot_galpy.shape.choose_df_model`), with its hidden layers
+    unless ``[flow] hidden`` is set to other than the default, and its record."""
     if config.flow.model != "auto":
         return config, {"model": config.flow.model, "reason": "given"}
     choice = choose_df_model(stars.x, stars.v, config.potential.config.symmetry, region)
-    return replace(config, flow=replace(config.flow, model=choice["model"])), {
-        "requested": "auto"
-    } | choice
+    flow = replace(config.flow, model=choice.pop("model"))
+    hidden = choice.pop("hidden")
+    if hidden is not None and flow.hidden == FlowConfig.hidden:  # a width set by hand stays
+        flow = replace(flow, hidden=hidden)
+    record = {"requested": "auto", "model": flow.model, "hidden": list(flow.hidden)}
+    return replace(config, flow=flow), record | choice
 
 
 def _radial_profile(

@@ -1,12 +1,15 @@
 """symmetry = "auto": the symmetry the stars show, and none where they show none; the DF
 model "auto": the mixture of velocity ellipsoids for a disk's survey volume only."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
+from deeppot_galpy.df.flows import FlowConfig
 from deeppot_galpy.mocks import get_mock
 from deeppot_galpy.phasespace import PhaseSpace
-from deeppot_galpy.shape import choose_df_model, choose_symmetry
+from deeppot_galpy.shape import MIXTURE_HIDDEN, choose_df_model, choose_symmetry
 
 
 @pytest.fixture(scope="module")
@@ -81,3 +84,25 @@ def test_the_mixture_of_ellipsoids_is_chosen_for_a_disk_volume_only(plummer):
     assert chosen(disk.x, disk.v, "mirror") == "factorised"
     assert chosen(plummer.x, plummer.v, "spherical") == "factorised"
     assert chosen(plummer.x * [1.0, 1.0, 0.8], plummer.v, "mirror") == "factorised"
+
+
+def test_a_disk_volumes_mixture_is_widened_unless_its_width_is_set(plummer):
+    from deeppot_galpy.config import PRESETS
+    from deeppot_galpy.pipeline import _resolve_df_model
+
+    def resolved(stars, symmetry, **flow):
+        base = PRESETS["default"]
+        net = replace(base.potential.config, symmetry=symmetry)
+        config = replace(
+            base, flow=replace(base.flow, **flow), potential=replace(base.potential, config=net)
+        )
+        return _resolve_df_model(config, stars, stars.region())
+
+    x, v = _volume()
+    volume = PhaseSpace(x, v + [0.0, 220.0, 0.0])
+    config, record = resolved(volume, "mirror")
+    assert (config.flow.model, config.flow.hidden) == ("mixture", MIXTURE_HIDDEN)
+    assert record["hidden"] == list(MIXTURE_HIDDEN)
+    assert resolved(volume, "mirror", hidden=(64, 64))[0].flow.hidden == (64, 64)
+    sphere = resolved(plummer, "spherical")[0].flow
+    assert (sphere.model, sphere.hidden) == ("factorised", FlowConfig.hidden)
