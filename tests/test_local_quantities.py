@@ -17,6 +17,8 @@ from galpy.potential import (
 from galpy.util.conversion import dens_in_msolpc3
 
 from deeppot_galpy.local import (
+    DVC_SYSTEMATIC,
+    KZ_FLOOR,
     KZ_SYSTEMATIC,
     RHO0_SYSTEMATIC,
     LocalQuantities,
@@ -109,15 +111,21 @@ def test_error_is_the_calibrated_replicates_spread():
     rho_spread = (q.sigma["rho0"] / q.rho0).to_value("")
     expected = np.hypot(k_density * np.std(amps, ddof=1), RHO0_SYSTEMATIC)
     assert rho_spread == pytest.approx(expected, rel=1e-8)
-    # a flat curve: A = -B = v_c / 2R, so each replicate's A is sqrt(amp) vo / 2 R0
+    # a flat curve: A = -B = v_c / 2R, so each replicate's A is sqrt(amp) vo / 2 R0; the
+    # slope adds a fraction of v_c / R0, A and B half of it
+    omega = VO / R0
     assert q.sigma["oort_A"].to_value(u.km / u.s / u.kpc) == pytest.approx(
-        k_force * np.std(np.sqrt(amps) * VO / (2 * R0), ddof=1), rel=1e-8
+        np.hypot(k_force * np.std(np.sqrt(amps) * omega / 2, ddof=1), DVC_SYSTEMATIC * omega / 2),
+        rel=1e-8,
+    )
+    assert q.sigma["dvc_dR"].to_value(u.km / u.s / u.kpc) == pytest.approx(
+        DVC_SYSTEMATIC * omega, rel=1e-8
     )
     off_plane = np.abs(q.z.value) > 1e-9  # K_z(0) = 0 for every replicate
     spread = (q.sigma["Kz"][off_plane] / np.abs(q.Kz[off_plane])).to_value("")
-    # plus the systematic that grows with height
+    # plus the systematic: a floor and a part that grows with height
     height = np.abs(q.z[off_plane].to_value(u.kpc))
-    expected = np.hypot(k_force * np.std(amps, ddof=1), KZ_SYSTEMATIC * height)
+    expected = np.hypot(k_force * np.std(amps, ddof=1), np.hypot(KZ_FLOOR, KZ_SYSTEMATIC * height))
     np.testing.assert_allclose(spread, expected, rtol=1e-8)
     table = q.table()
     assert "1 sigma" in table and "Oort A" in table and "km/s/kpc" in table
