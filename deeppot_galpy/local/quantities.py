@@ -272,8 +272,8 @@ KZ_SYSTEMATIC = 0.08
 #: Relative systematic error of K_z at every height, in quadrature with KZ_SYSTEMATIC's: a
 #: mid-plane density deficit that every flow member shares lowers K_z near the plane, where
 #: the replicates' curves can cross and agree to 2%. The colder disk's fit with DR3-like errors
-#: missed K_z by 7.8% at 0.4 kpc, a pull of 2.3 without it; over eight fits of the local-disk
-#: mocks (RESULTS.md section 23) the largest pull at 0.3-1.1 kpc is 1.7 with it.
+#: missed K_z by 7.8% at 0.4 kpc, a pull of 2.3 without it; over ten fits of the local-disk
+#: mocks (RESULTS.md section 23) the largest pull at 0.3-1.1 kpc is 1.8 with it.
 KZ_FLOOR = 0.03
 
 
