@@ -87,6 +87,16 @@ def test_sampling_is_exact():
         assert err < 0.03 * abs(is_mean), name  # the check is sharp enough to mean something
 
 
+def test_sampler_refuses_a_tiny_acceptance(mock, monkeypatch):
+    # one proposal in a thousand carries the DF: the envelope accepts ~1e-3 / 1.3 of them
+    def spiky(df, x, v):
+        return np.where(np.arange(len(x)) % 1000 == 0, 0.0, -50.0)
+
+    monkeypatch.setattr(mock, "_log_df", spiky)
+    with pytest.raises(ValueError, match="accepts .* of the sampler's proposals"):
+        mock.sample(100, seed=0)
+
+
 def test_df_is_stationary(mock, stars):
     """ln f is conserved along orbits in the true potential (a function of integrals of
     motion), to a small fraction of its spread over the stars; v_z, not an integral, is not."""

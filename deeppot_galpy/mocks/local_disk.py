@@ -61,6 +61,9 @@ __all__ = ["DiskComponent", "LocalDisk", "galpy_frame"]
 
 # proposals drawn in each pilot
 _PILOT = 8192
+# the least acceptance sampled: the defaults accept 0.19-0.25; at 1e-3, 2^17 stars would take
+# 1.3e8 proposals, hours of Staeckel actions and tens of GiB per batch
+_MIN_ACCEPTANCE = 1e-3
 
 
 @dataclass(frozen=True)
@@ -258,6 +261,14 @@ class LocalDisk(MockSystem):
         ln_w = self._log_df(df, x, v) - ln_g
         ln_M = float(np.max(ln_w)) + math.log(self.envelope_margin)
         acceptance = float(np.mean(np.exp(ln_w - ln_M)))
+        if not acceptance >= _MIN_ACCEPTANCE:
+            raise ValueError(
+                f"local_disk: the disk DF (sigma_R, sigma_z = {c.sigma_R}, {c.sigma_z} km/s) in "
+                f"{self.potential_name} accepts {acceptance:.1e} of the sampler's proposals "
+                f"(under {_MIN_ACCEPTANCE:.0e}): {n} stars would take ~{n / acceptance:.1e} "
+                "proposals; the DF is too far from a Gaussian near the Sun's circular velocity "
+                "here (check the potential and the disk's parameters)"
+            )
         xs, vs, proposed, accepted, above = [], [], 0, 0, 0
         while accepted < n:
             m = int(1.05 * (n - accepted) / acceptance) + 64
