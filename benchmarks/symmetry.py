@@ -52,7 +52,7 @@ from deeppot_galpy.mocks import get_mock
 from deeppot_galpy.potential import fit_potential
 from deeppot_galpy.rundir import RunDir
 from deeppot_galpy.seeds import stream_seed
-from deeppot_galpy.shape import choose_df_model
+from deeppot_galpy.shape import choose_df_model, chosen_flow
 from deeppot_galpy.stars import Stars
 
 
@@ -187,8 +187,9 @@ def main() -> None:
         first = args.variants.split(",")[0].split("+")[0]
         flow = config.flow
         if flow.model == "auto":  # as deeppot fit chooses it, for the first variant's symmetry
-            choice = choose_df_model(stars.summary.x, stars.summary.v, first, region)
-            flow = replace(flow, model=choice["model"], hidden=choice["hidden"] or flow.hidden)
+            flow = chosen_flow(
+                flow, choose_df_model(stars.summary.x, stars.summary.v, first, region)
+            )
         ens = FlowEnsemble(stars.summary.standardization(), config.n_flows, flow)
         augment = None
         if args.augment:  # the symmetry of the first variant

@@ -61,7 +61,6 @@ from .config import PRESETS, FitConfig, FitOptions
 from .device import resolve_device
 from .df import FlowEnsemble
 from .df.augment import Augmentation, symmetry_augmentation
-from .df.flows import FlowConfig
 from .df.radial import RadialProfile
 from .mocks import MockSystem, get_mock
 from .phasespace import PhaseSpace
@@ -71,7 +70,7 @@ from .resume import check_target, prepare
 from .rundir import RunDir, software_versions
 from .scoring import score_against_truth
 from .seeds import stream_seed
-from .shape import choose_df_model, choose_symmetry
+from .shape import choose_df_model, choose_symmetry, chosen_flow
 from .stars import Stars
 from .units import Units
 
@@ -282,12 +281,10 @@ def _resolve_df_model(config: FitConfig, stars: PhaseSpace, region: dict) -> tup
     if config.flow.model != "auto":
         return config, {"model": config.flow.model, "reason": "given"}
     choice = choose_df_model(stars.x, stars.v, config.potential.config.symmetry, region)
-    flow = replace(config.flow, model=choice.pop("model"))
-    hidden = choice.pop("hidden")
-    if hidden is not None and flow.hidden == FlowConfig.hidden:  # a width set by hand stays
-        flow = replace(flow, hidden=hidden)
-    record = {"requested": "auto", "model": flow.model, "hidden": list(flow.hidden)}
-    return replace(config, flow=flow), record | choice
+    flow = chosen_flow(config.flow, choice)
+    return replace(config, flow=flow), {"requested": "auto"} | choice | {
+        "hidden": list(flow.hidden)
+    }
 
 
 def _radial_profile(

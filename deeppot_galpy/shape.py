@@ -40,11 +40,15 @@ that turns) and a whole disk, hot at its centre, better (RESULTS.md, sections 15
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .compare import centre_offset, is_centred
+
+if TYPE_CHECKING:  # torch: imported only where a flow is built
+    from .df.flows import FlowConfig
 
 __all__ = [
     "CENTRE_TOLERANCE",
@@ -52,6 +56,7 @@ __all__ = [
     "SymmetryChoice",
     "MIXTURE_HIDDEN",
     "choose_df_model",
+    "chosen_flow",
     "choose_symmetry",
     "rotation_support",
 ]
@@ -165,3 +170,12 @@ def choose_df_model(x: np.ndarray, v: np.ndarray, symmetry: str, region: dict) -
         "reason": ("a" if disk else "not a") + " volume of a disk rotating about the z axis",
         "measures": {"median_vphi_over_sigma": rotation, "symmetry": symmetry, "local": local},
     }
+
+
+def chosen_flow(flow: FlowConfig, choice: dict) -> FlowConfig:
+    """``flow`` with the model of a :func:`choose_df_model` ``choice`` and its hidden layers,
+    unless ``flow.hidden`` is set to other than its default (a width set by hand stays)."""
+    hidden = choice["hidden"]
+    if hidden is None or flow.hidden != type(flow).hidden:
+        hidden = flow.hidden
+    return replace(flow, model=choice["model"], hidden=hidden)
