@@ -63,6 +63,20 @@ def test_noise_weights_favour_the_precise_equations(plummer):
         JeansMoments(ps.x, ps.v, ps.region(), n_functions=64, seed=2, noise_weight=2.0)
 
 
+def test_the_stars_ask_for_the_true_force_and_see_a_scaled_one(plummer):
+    """force_scale: 1 within its jackknife error for the true force, overall, for the inner
+    functions alone and for one axis; a force 20% weak is asked to grow by 1/0.8."""
+    m, _, jeans = plummer
+    acc = m.acceleration(jeans.x.double().numpy())
+    inner = np.linalg.norm(jeans.centers, axis=1) < 1.0
+    assert 10 < inner.sum() < len(inner)
+    for functions, axis in ((None, None), (inner, None), (None, 2)):
+        s, err = jeans.force_scale(-acc, functions, axis)
+        assert 0 < err < 0.05 and abs(s - 1) < 4 * err
+    weak, err = jeans.force_scale(-0.8 * acc)
+    assert abs(weak - 1.25) < 5 * err and abs(weak - 1) > 5 * err
+
+
 def test_test_functions_stay_inside_the_region(plummer):
     _, ps, jeans = plummer
     region = ps.region()

@@ -70,6 +70,7 @@ misread: the Osipkov-Merritt sphere's force error 2.02% -> 1.25%, its outermost 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -334,6 +335,41 @@ class JeansMoments:
             for r, n in zip(self._residual_groups(grad_phi), self.norm, strict=True)
         ]
         return float(np.sqrt(np.mean(ratios)))
+
+    def force_scale(
+        self,
+        grad_phi: np.ndarray,
+        functions: np.ndarray | None = None,
+        axis: int | None = None,
+    ) -> tuple[float, float]:
+        r"""The factor the stars' moments ask the force :math:`\nabla\Phi` (at all of this
+        object's stars) to be multiplied by, and its error.
+
+        The weighted least-squares :math:`s` in :math:`A_{mk} \approx s\,B_{mk}(\nabla\Phi)`
+        over the first velocity family's equations of ``functions`` (a boolean mask or indices
+        of :attr:`centers`; all by default) and the equations' ``axis`` (0-2; all by default),
+        weighted as the loss weighs them; the error is a jackknife over the random groups of
+        stars. For the true force of stars in equilibrium :math:`s = 1` within its error, so
+        on a mock it tells a fit's systematic error (the flows', the network's) from what the
+        sample itself supports, region by region (``benchmarks/equilibrium.py``).
+        """
+        chosen = np.zeros(len(self.centers), dtype=bool)
+        chosen[np.arange(len(self.centers)) if functions is None else functions] = True
+        axes = slice(None) if axis is None else slice(axis, axis + 1)
+        a_groups = self._A_groups[0][:, chosen, axes]
+        b_groups = self._residual_groups(grad_phi)[0][:, chosen, axes] + a_groups
+        w = self._w[0].double().cpu()[chosen, axes]
+
+        def scale(groups: Tensor) -> float:
+            a, b = a_groups[groups].sum(0), b_groups[groups].sum(0)
+            return float((w * a * b).sum() / (w * b * b).sum())
+
+        every = torch.ones(_GROUPS, dtype=torch.bool)
+        leave_one_out = np.array(
+            [scale(every.index_fill(0, torch.tensor(g), False)) for g in range(_GROUPS)]
+        )
+        error = math.sqrt((_GROUPS - 1) * leave_one_out.var())
+        return scale(every), error
 
     def tension(self, grad_phi: np.ndarray) -> float:
         r"""The Birge ratio of the equations for grad Phi at all of this object's stars: the
