@@ -31,7 +31,7 @@ from .df.radial import RadialProfile
 from .phasespace import PhaseSpace
 from .potential import CBEPoints, PotentialNet, PotentialTraining
 from .potential.jeans import JeansMoments
-from .potential.replicates import TENSION_STARS
+from .potential.replicates import REPLICATE_POINTS, TENSION_STARS
 from .seeds import spawn_seeds, stream_seed
 
 __all__ = [
@@ -217,9 +217,10 @@ def replicate_inputs(
 ) -> Callable[[int], tuple[CBEPoints, JeansMoments | None]]:
     """``sample(b)``: replicate b's CBE points and Jeans moments (the ``fit_replicates`` input).
 
-    Replicate b draws ``n_points`` points from flow member b (cycling) with that
-    member's gradients, and its Jeans moments (settings ``cfg``) and, with ``radial``, its
-    radial profile from a bootstrap resample of the stars; ``seed`` is the run's seed (streams
+    Replicate b draws ``n_points`` points (at most ``REPLICATE_POINTS``, as many as its
+    calibration was measured with) from flow member b (cycling) with that member's
+    gradients, and its Jeans moments (settings ``cfg``) and, with ``radial``, its radial
+    profile from a bootstrap resample of the stars; ``seed`` is the run's seed (streams
     ``replicate_points``, ``replicate_stars``).
     """
 
@@ -229,7 +230,7 @@ def replicate_inputs(
         resampled = stars.subset(rows)
         pts, _ = draw_cbe_points(
             [ens.subset([b % ens.k])],
-            n_points,
+            min(n_points, REPLICATE_POINTS),
             region,
             stream_seed(seed, "replicate_points", b),
             Completeness.from_meta(stars.meta),

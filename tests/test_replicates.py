@@ -149,3 +149,20 @@ def test_coverage_where_the_replicates_agree_exactly():
         wrong = coverage(get_mock("nfw"), m, x, zero, m.units.G)
     assert all(exact[k]["within_1sigma"] == 1.0 for k in ("phi", "force", "density"))
     assert all(wrong[k]["within_2sigma"] == 0.0 for k in ("force", "density"))
+
+
+def test_replicates_draw_the_points_their_calibration_was_measured_with(monkeypatch):
+    """A fit with more CBE points than REPLICATE_POINTS (the default preset's 2^17) keeps its
+    replicates at the calibration's count; fewer are drawn as asked."""
+    from deeppot_galpy import cbe_points
+    from deeppot_galpy.df import FlowConfig, FlowEnsemble
+
+    torch.manual_seed(0)
+    stars = Plummer().sample(512, 1)
+    ens = FlowEnsemble(stars.standardization(), 2, FlowConfig(steps=1, hidden=(8, 8)))
+    monkeypatch.setattr(cbe_points, "REPLICATE_POINTS", 128)
+    cfg = PotentialTraining(jeans_weight=0.0)
+    for asked, drawn in ((1024, 128), (64, 64)):
+        sample = cbe_points.replicate_inputs(ens, stars, stars.region(), asked, cfg, 0, "cpu")
+        points, jeans = sample(1)
+        assert 0.8 * drawn <= len(points) <= drawn and jeans is None

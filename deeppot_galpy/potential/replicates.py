@@ -48,6 +48,7 @@ from .jeans import JeansMoments
 from .network import PotentialNet
 
 __all__ = [
+    "REPLICATE_POINTS",
     "SIGMA_CALIBRATION",
     "SPHERE_CALIBRATION",
     "TENSION_GAIN",
@@ -101,6 +102,10 @@ TENSION_NOISE = 1.15
 #: sphere, a fit within 0.6% of the truth had T = 1.6 on all of them, and quoted errors
 #: 2.5 times its base factors (RESULTS.md, section 21).
 TENSION_STARS = 2**17
+#: CBE points a replicate draws at most: the factors above were measured with replicates of
+#: 2^15 points, and more points shrink their spread without the factors knowing it (a fit
+#: with more points, the default preset's 2^17, keeps replicates as calibrated)
+REPLICATE_POINTS = 2**15
 
 
 def calibration(
