@@ -72,15 +72,19 @@ def scales(mock, data, n_functions: int, draw: int) -> dict:
     grad_phi = -mock.acceleration(jeans.x.double().numpy())
     where = np.abs(jeans.centers[:, 2]) if disk else np.linalg.norm(jeans.centers, axis=1)
     edges = HEIGHT_EDGES if disk else RADIUS_EDGES
+    bins = [
+        (lo, hi, (where >= lo) & (where < hi))
+        for lo, hi in zip(edges[:-1], edges[1:], strict=True)
+        if ((where >= lo) & (where < hi)).any()
+    ]
+    axes = (None, 2) if disk else (None,)  # a disk's vertical equations on their own too
+    found = iter(jeans.force_scales(grad_phi, [(c, a) for _, _, c in bins for a in axes]))
     out = {"tension": jeans.tension(grad_phi), "bins": []}
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
-        chosen = (where >= lo) & (where < hi)
-        if not chosen.any():
-            continue
+    for lo, hi, chosen in bins:
         row = {"lo": lo, "hi": hi, "functions": int(chosen.sum())}
-        row["scale"], row["error"] = jeans.force_scale(grad_phi, chosen)
+        row["scale"], row["error"] = next(found)
         if disk:
-            row["scale_z"], row["error_z"] = jeans.force_scale(grad_phi, chosen, axis=2)
+            row["scale_z"], row["error_z"] = next(found)
         out["bins"].append(row)
     return out
 

@@ -353,23 +353,36 @@ class JeansMoments:
         on a mock it tells a fit's systematic error (the flows', the network's) from what the
         sample itself supports, region by region (``benchmarks/equilibrium.py``).
         """
-        chosen = np.zeros(len(self.centers), dtype=bool)
-        chosen[np.arange(len(self.centers)) if functions is None else functions] = True
-        axes = slice(None) if axis is None else slice(axis, axis + 1)
-        a_groups = self._A_groups[0][:, chosen, axes]
-        b_groups = self._residual_groups(grad_phi)[0][:, chosen, axes] + a_groups
-        w = self._w[0].double().cpu()[chosen, axes]
+        return self.force_scales(grad_phi, [(functions, axis)])[0]
 
-        def scale(groups: Tensor) -> float:
-            a, b = a_groups[groups].sum(0), b_groups[groups].sum(0)
-            return float((w * a * b).sum() / (w * b * b).sum())
-
+    def force_scales(
+        self,
+        grad_phi: np.ndarray,
+        selections: Sequence[tuple[np.ndarray | None, int | None]],
+    ) -> list[tuple[float, float]]:
+        """:meth:`force_scale` for several (functions, axis) selections, from one pass over
+        the stars."""
+        residuals = self._residual_groups(grad_phi)[0]
+        weights = self._w[0].double().cpu()
         every = torch.ones(_GROUPS, dtype=torch.bool)
-        leave_one_out = np.array(
-            [scale(every.index_fill(0, torch.tensor(g), False)) for g in range(_GROUPS)]
-        )
-        error = math.sqrt((_GROUPS - 1) * leave_one_out.var())
-        return scale(every), error
+        out = []
+        for functions, axis in selections:
+            chosen = np.zeros(len(self.centers), dtype=bool)
+            chosen[np.arange(len(self.centers)) if functions is None else functions] = True
+            axes = slice(None) if axis is None else slice(axis, axis + 1)
+            a_groups = self._A_groups[0][:, chosen, axes]
+            b_groups = residuals[:, chosen, axes] + a_groups
+            w = weights[chosen, axes]
+
+            def scale(groups: Tensor, a_groups=a_groups, b_groups=b_groups, w=w) -> float:
+                a, b = a_groups[groups].sum(0), b_groups[groups].sum(0)
+                return float((w * a * b).sum() / (w * b * b).sum())
+
+            leave_one_out = np.array(
+                [scale(every.index_fill(0, torch.tensor(g), False)) for g in range(_GROUPS)]
+            )
+            out.append((scale(every), math.sqrt((_GROUPS - 1) * leave_one_out.var())))
+        return out
 
     def tension(self, grad_phi: np.ndarray) -> float:
         r"""The Birge ratio of the equations for grad Phi at all of this object's stars: the
