@@ -29,46 +29,25 @@ from dataclasses import replace
 
 import numpy as np
 from local_disk import CATALOGS
+from symmetry import stars_of
 
+from deeppot_galpy.cbe_points import jeans_moments
 from deeppot_galpy.config import PRESETS
 from deeppot_galpy.mocks import get_mock
-from deeppot_galpy.potential import JeansMoments
 
 #: bin edges of the functions' centres: radius in the mock's units (spheres), |z| in kpc (disk)
 RADIUS_EDGES = (0.0, 0.4, 1.0, 3.0, 7.5, 20.0, np.inf)
 HEIGHT_EDGES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0, np.inf)
 
 
-def phase_space(mock, n: int, seed: int, errors: str):
-    """The mock's stars as a fit reads them: the local disk through its Gaia-archive table."""
-    sample = mock.sample(n, seed)
-    if mock.name != "local_disk":
-        return sample
-    from deeppot_galpy.data import catalog_to_phasespace
-
-    data, _ = catalog_to_phasespace(mock.gaia_table(sample, seed, CATALOGS[errors][0]))
-    return data
-
-
 def scales(mock, data, n_functions: int, draw: int) -> dict:
     """Per bin of the functions' centres: how many, and the true force's factor +- error."""
     disk = mock.name == "local_disk"
     training = PRESETS["default"].potential
-    # the weights a fit of this kind gives its equations (a disk volume's fit is mirror)
-    training = replace(
-        training, config=replace(training.config, symmetry="mirror" if disk else "spherical")
-    )
-    jeans = JeansMoments(
-        data.x,
-        data.v,
-        data.region(),
-        n_functions,
-        neighbours=training.jeans_neighbours,
-        seed=draw,
-        v_cov=data.v_cov,
-        shells=1.0 if disk else training.jeans_shells,
-        noise_weight=training.jeans_noise_power,
-    )
+    # the functions and weights a fit of this kind uses (a disk volume's fit is mirror)
+    network = replace(training.config, symmetry="mirror" if disk else "spherical")
+    training = replace(training, jeans_functions=n_functions, config=network)
+    jeans = jeans_moments(data, data.region(), training, draw, "cpu")
     grad_phi = -mock.acceleration(jeans.x.double().numpy())
     where = np.abs(jeans.centers[:, 2]) if disk else np.linalg.norm(jeans.centers, axis=1)
     edges = HEIGHT_EDGES if disk else RADIUS_EDGES
@@ -120,7 +99,7 @@ def main() -> None:
     p.add_argument("--draws", type=int, default=2)
     args = p.parse_args()
     mock = get_mock(args.mock)
-    data = phase_space(mock, args.n, args.seed, args.errors)
+    data = stars_of(mock, args.n, args.seed, args.errors).summary
     records = []
     for draw in range(args.draws):
         rec = {"mock": args.mock, "n": args.n, "seed": args.seed, "draw": draw}

@@ -364,24 +364,19 @@ class JeansMoments:
         the stars."""
         residuals = self._residual_groups(grad_phi)[0]
         weights = self._w[0].double().cpu()
-        every = torch.ones(_GROUPS, dtype=torch.bool)
         out = []
         for functions, axis in selections:
             chosen = np.zeros(len(self.centers), dtype=bool)
             chosen[np.arange(len(self.centers)) if functions is None else functions] = True
             axes = slice(None) if axis is None else slice(axis, axis + 1)
-            a_groups = self._A_groups[0][:, chosen, axes]
-            b_groups = residuals[:, chosen, axes] + a_groups
+            a = self._A_groups[0][:, chosen, axes]
+            b = residuals[:, chosen, axes] + a
             w = weights[chosen, axes]
-
-            def scale(groups: Tensor, a_groups=a_groups, b_groups=b_groups, w=w) -> float:
-                a, b = a_groups[groups].sum(0), b_groups[groups].sum(0)
-                return float((w * a * b).sum() / (w * b * b).sum())
-
-            leave_one_out = np.array(
-                [scale(every.index_fill(0, torch.tensor(g), False)) for g in range(_GROUPS)]
-            )
-            out.append((scale(every), math.sqrt((_GROUPS - 1) * leave_one_out.var())))
+            # all the groups, then each group left out (jackknife), as sums over the rest
+            a = torch.cat([a.sum(0, keepdim=True), a.sum(0) - a])
+            b = torch.cat([b.sum(0, keepdim=True), b.sum(0) - b])
+            s = ((w * a * b).sum((1, 2)) / (w * b * b).sum((1, 2))).numpy()
+            out.append((float(s[0]), math.sqrt((_GROUPS - 1) * s[1:].var())))
         return out
 
     def tension(self, grad_phi: np.ndarray) -> float:
