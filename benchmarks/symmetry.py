@@ -16,7 +16,10 @@ On ``hernquist_beta`` (An, Naik et al. 2021's beta = 1/2 sphere) their metric is
 (:mod:`deeppot_galpy.df.augment`; use a new ``--out``: the flows are cached there), and
 ``--df-model`` with another DF model. ``--fit-seed`` redraws the points, Jeans moments and
 network initialisation on the same stars and flows (the potential stage's own spread), and
-``--n-points`` sets how many CBE points.
+``--n-points`` sets how many CBE points. The stars' density in the CBE is the one ``deeppot
+fit`` takes for the variant's symmetry and the preset
+(:func:`~deeppot_galpy.cbe_points.star_density`); ``+radial`` asks for the stars' nu(r) from
+their radii, ``+disk`` for nu(R, z) of a disk's survey volume from their positions.
 Every variant's fit is saved as a run directory (potential only) under ``--out``, and its
 export to galpy (``interp_rz``/``interp_spherical``/expansions) is timed and checked against
 the network.
@@ -24,6 +27,7 @@ the network.
     python benchmarks/symmetry.py --mock hernquist_om --variants none,spherical
     python benchmarks/symmetry.py --mock local_disk --variants none,axisymmetric+jeans_weight=100
     python benchmarks/symmetry.py --mock hernquist_om --variants spherical,spherical+radial
+    python benchmarks/symmetry.py --mock local_disk --variants mirror,mirror+disk
 
 Prints one JSON record per variant and a Markdown table of all in OUT/results.json.
 """
@@ -39,12 +43,16 @@ from pathlib import Path
 import numpy as np
 from local_disk import CATALOGS, field_scores
 
-from deeppot_galpy.cbe_points import draw_cbe_points, gradient_sources, jeans_moments
+from deeppot_galpy.cbe_points import (
+    draw_cbe_points,
+    gradient_sources,
+    jeans_moments,
+    star_density,
+)
 from deeppot_galpy.compare import as_field, in_region, is_centred, potential_metrics
 from deeppot_galpy.config import PRESETS
 from deeppot_galpy.df import FlowEnsemble
 from deeppot_galpy.df.augment import symmetry_augmentation
-from deeppot_galpy.df.radial import RadialProfile
 from deeppot_galpy.export import export_galpy
 from deeppot_galpy.galpy_potential import DeepPotential
 from deeppot_galpy.local import local_quantities
@@ -65,6 +73,29 @@ def stars_of(mock, n: int, seed: int, errors: str) -> Stars:
     data, report = catalog_to_phasespace(mock.gaia_table(sample, seed, CATALOGS[errors][0]))
     print(report)
     return Stars.of(data, None, None)
+
+
+#: variant flags that choose the stars' density in place of the position flows
+DENSITY_FLAGS = ("radial", "disk")
+
+
+def density_key(variant: str) -> tuple:
+    """What sets a variant's CBE points: its symmetry and density flags."""
+    symmetry, *settings = variant.split("+")
+    return (symmetry, *(flag in settings for flag in DENSITY_FLAGS))
+
+
+def density_config(config, variant: str):
+    """The fit settings whose ``star_density`` a variant takes: its symmetry, and nu(r) with
+    "+radial", nu(R, z) with "+disk" (else the config's own choice)."""
+    symmetry, radial, disk = density_key(variant)
+    net = replace(config.potential.config, symmetry=symmetry)
+    return replace(
+        config,
+        radial_density=radial or config.radial_density,
+        disk_density=disk or config.disk_density,
+        potential=replace(config.potential, config=net),
+    )
 
 
 def typed(default, value: str):
@@ -198,26 +229,33 @@ def main() -> None:
         ens.fit(stars.eta, config.flow_training, seed, False, augment=augment)
         cache.save_flows(ens)
     sources = gradient_sources(ens, config)
-    # a variant with "+radial" takes the stars' nu(r) in place of the position flows
-    radial = RadialProfile.from_radii(stars.summary.r)
+    # the stars' density each variant takes in place of the position flows, as deeppot fit
+    # chooses it for the variant's symmetry ("+radial": nu(r); "+disk": nu(R, z))
     points = {}
     for variant in args.variants.split(","):
-        use = "radial" in variant.split("+")[1:]
-        if use not in points:
-            points[use] = draw_cbe_points(
+        key = density_key(variant)
+        if key not in points:
+            density = star_density(
+                density_config(replace(config, flow=ens.config), variant),
+                stars.summary,
+                region,
+                None,
+                fit_seed,
+            )
+            points[key] = draw_cbe_points(
                 sources,
                 config.n_points,
                 region,
                 stream_seed(fit_seed, "points"),
-                radial=radial if use else None,
+                density=density,
             )[0]
+            print(f"{variant}: stars' density {type(density).__name__}", flush=True)
     flow_s = time.perf_counter() - t0
     saved = out / "results.json"  # a later call with the same OUT adds its variants
     results = json.loads(saved.read_text()) if saved.exists() else {}
     for variant in args.variants.split(","):
         symmetry, *settings = variant.split("+")
-        use_radial = "radial" in settings
-        settings = [kv for kv in settings if kv != "radial"]
+        settings = [kv for kv in settings if kv not in DENSITY_FLAGS]
         net_cfg = replace(config.potential.config, symmetry=symmetry)
         cfg = config.potential
         for key, value in (kv.split("=") for kv in settings):
@@ -229,7 +267,12 @@ def main() -> None:
         jeans = jeans_moments(stars.summary, region, cfg, fit_seed, "cpu")
         t0 = time.perf_counter()
         net, history = fit_potential(
-            points[use_radial], cfg, stream_seed(fit_seed, "potential"), "cpu", False, jeans=jeans
+            points[density_key(variant)],
+            cfg,
+            stream_seed(fit_seed, "potential"),
+            "cpu",
+            False,
+            jeans=jeans,
         )
         fit_s = time.perf_counter() - t0
         RunDir(out / variant, create=True).save_potential(net, stars.units, region, {})

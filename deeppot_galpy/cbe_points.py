@@ -24,9 +24,11 @@ from dataclasses import replace
 import numpy as np
 
 from . import distributed
+from .compare import is_centred
 from .completeness import Completeness
 from .config import FitConfig
 from .df import FlowEnsemble
+from .df.disk_density import DiskDensity
 from .df.radial import RadialProfile
 from .phasespace import PhaseSpace
 from .potential import CBEPoints, PotentialNet, PotentialTraining
@@ -40,6 +42,7 @@ __all__ = [
     "jeans_moments",
     "jeans_tension",
     "replicate_inputs",
+    "star_density",
 ]
 
 
@@ -73,7 +76,7 @@ def draw_cbe_points(
     region: dict,
     seed: int,
     completeness: Completeness | None = None,
-    radial: RadialProfile | None = None,
+    density: RadialProfile | DiskDensity | None = None,
 ) -> tuple[CBEPoints, dict]:
     """Draw n points from the ensembles (equal shares) with grad ln f from each.
 
@@ -94,8 +97,10 @@ def draw_cbe_points(
     seed : the seed of the draw; each ensemble samples from its own child of it.
     completeness : the catalog's completeness S (None: complete); the flows model S f, so
         grad ln S is taken off their spatial gradients (:mod:`deeppot_galpy.completeness`).
-    radial : the stars' radial profile nu(r) of a round system, to use in place of the position
-        flows: ln f = ln nu(r) + ln p(v | x) (:mod:`deeppot_galpy.df.radial`).
+    density : the stars' density from their positions, to use in place of the position flows:
+        ln f = ln nu + ln p(v | x); nu(r) of a round system (:mod:`deeppot_galpy.df.radial`)
+        or nu(R, z) of a disk's survey volume (:mod:`deeppot_galpy.df.disk_density`), both
+        the density before any selection, so grad ln S is not taken off them.
 
     Returns
     -------
@@ -120,16 +125,16 @@ def draw_cbe_points(
         "r_fit", region["r_max"]
     )
     eta = eta[keep]
-    grads = [_log_prob_and_grad(e, eta, conditional=radial is not None) for e in ensembles]
-    if radial is not None:
-        grad_log_nu, log_nu = radial.grad_log(eta[:, :3]), radial.log_density(eta[:, :3])
+    grads = [_log_prob_and_grad(e, eta, conditional=density is not None) for e in ensembles]
+    if density is not None:
+        grad_log_nu, log_nu = density.grad_log(eta[:, :3]), density.log_density(eta[:, :3])
         for lf, g in grads:
             lf += log_nu
             g[:, :3] += grad_log_nu
     logf = np.mean([g[0] for g in grads], axis=0)
     finite = np.all([np.isfinite(g[1]).all(1) & np.isfinite(g[0]) for g in grads], axis=0)
     eta, grads, logf = eta[finite], [(lf[finite], g[finite]) for lf, g in grads], logf[finite]
-    if completeness is not None:
+    if completeness is not None and density is None:
         grad_log_s = completeness.grad_log(eta[:, :3])
         for _, g in grads:
             g[:, :3] -= grad_log_s
@@ -203,6 +208,30 @@ def jeans_tension(
         return None
     x = check.x.detach().cpu().double().numpy()
     return check.tension(-net.evaluate(x, laplacian=False)["acc"])
+
+
+def star_density(
+    config: FitConfig,
+    stars: PhaseSpace,
+    region: dict,
+    completeness: Completeness | None,
+    seed: int,
+    progress: bool = False,
+) -> RadialProfile | DiskDensity | None:
+    """The stars' density from their positions alone, in place of the position flows
+    (factorised DF only), or None: nu(r) for a spherical fit of a whole, centred system
+    (``config.radial_density``; not with a completeness, since then the stars' density about
+    the origin is not the system's); nu(R, z) for a mirror fit of a survey volume
+    (``config.disk_density``)."""
+    if not config.flow.factorised:
+        return None
+    symmetry = config.potential.config.symmetry
+    if symmetry == "spherical" and config.radial_density and is_centred(region):
+        return RadialProfile.from_radii(stars.r) if completeness is None else None
+    if symmetry == "mirror" and config.disk_density and not is_centred(region):
+        seed = stream_seed(seed, "disk_density")
+        return DiskDensity.fit(stars.x, region, seed, completeness, progress=progress)
+    return None
 
 
 def replicate_inputs(

@@ -10,7 +10,8 @@ A config file starts from a preset and overrides any setting; CLI flags override
     figures = true
 
     [fit]                      # FitConfig: n_stars, n_flows, n_points, threads (0: torch's),
-                               #   radial_density (spherical fits: nu(r) from the radii)
+                               #   radial_density (spherical fits: nu(r) from the radii),
+                               #   disk_density (mirror fits of a survey volume: nu(R, z))
     n_flows = 4
     [flow]                     # FlowConfig: steps, bins, hidden, bound,
                                #   model (auto | joint | factorised: n(x) p(v|x) | mixture: the
@@ -90,6 +91,12 @@ class FitConfig:
     # (deeppot_galpy.df.radial) in place of the position flows (factorised DF only): better
     # in a cusp, worse in a core (RESULTS.md, section 9), so off by default
     radial_density: bool = False
+    # a mirror fit of a survey volume may take the stars' nu(R, z) from their positions
+    # (deeppot_galpy.df.disk_density) in place of the position flows, whose vertical
+    # log-slope ripples by 20-50%: a quarter lower force error on three pairs, but where
+    # distance errors blur the volume's edge it reads the blur as a falling density and K_z
+    # at the top of the volume goes wrong (RESULTS.md, section 25), so off by default
+    disk_density: bool = False
 
     def __post_init__(self) -> None:
         if min(self.n_stars, self.n_flows, self.n_points) < 1:

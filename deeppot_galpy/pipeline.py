@@ -53,6 +53,7 @@ from .cbe_points import (
     jeans_moments,
     jeans_tension,
     replicate_inputs,
+    star_density,
 )
 from .checkpoint import Checkpoint
 from .compare import is_centred
@@ -188,16 +189,16 @@ def _fit(
 
     with stages("points"):
         completeness = Completeness.from_meta(stars.meta)
-        radial = _radial_profile(config, stars.summary, region, completeness)
+        density = star_density(config, stars.summary, region, completeness, seed, progress)
         points, point_report = draw_cbe_points(
             gradient_sources(ens, config),
             config.n_points,
             region,
             stream_seed(seed, "points"),
             completeness,
-            radial,
+            density,
         )
-        point_report["radial_density"] = radial is not None
+        point_report["star_density"] = type(density).__name__ if density else None
 
     with stages("potential"):
         ckpt = Checkpoint(ckpt_dir, "potential", policy.potential_steps, policy.seconds)
@@ -230,7 +231,7 @@ def _fit(
                 cfg = replace(cfg, loss="lnf")
             n = config.n_points
             sample = replicate_inputs(
-                ens, stars.summary, region, n, cfg, seed, device, radial is not None
+                ens, stars.summary, region, n, cfg, seed, device, isinstance(density, RadialProfile)
             )
             replicates = fit_replicates(
                 net, sample, cfg, points.x, stream_seed(seed, "replicate_fits"), device, progress
@@ -285,22 +286,6 @@ def _resolve_df_model(config: FitConfig, stars: PhaseSpace, region: dict) -> tup
     return replace(config, flow=flow), {"requested": "auto"} | choice | {
         "hidden": list(flow.hidden)
     }
-
-
-def _radial_profile(
-    config: FitConfig, stars: PhaseSpace, region: dict, completeness: Completeness | None
-) -> RadialProfile | None:
-    """The stars' nu(r) for a spherical fit of a whole, centred system with the factorised DF
-    (``config.radial_density``), else None. Not with a completeness: then the stars' density
-    about the origin is not the system's."""
-    use = (
-        config.radial_density
-        and config.potential.config.symmetry == "spherical"
-        and config.flow.factorised
-        and is_centred(region)
-        and completeness is None
-    )
-    return RadialProfile.from_radii(stars.r) if use else None
 
 
 def _augmentation(config: FitConfig, region: dict) -> Augmentation | None:

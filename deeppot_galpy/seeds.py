@@ -44,6 +44,7 @@ STREAMS: dict[str, int] = {
     "held_out": 7,
     "figures": 8,
     "jeans_check": 9,
+    "disk_density": 10,
 }
 
 

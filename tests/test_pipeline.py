@@ -126,7 +126,7 @@ def test_crossfit_uses_two_groups_of_flow_members(tmp_path, model):
     metrics = run_demo(tmp_path, cfg, options=FitOptions(seed=1, progress=False, figures=False))
     ens, _ = RunDir(tmp_path).load_flows()
     assert ens.k == 2 and metrics["points"]["kept"] > 0.9 * cfg.n_points
-    assert metrics["points"]["radial_density"] == (model == "factorised")
+    assert metrics["points"]["star_density"] == ("RadialProfile" if model == "factorised" else None)
     assert all(isinstance(m, FactorisedFlow) == (model == "factorised") for m in ens.members)
     assert RunDir(tmp_path).read_json("run")["df_model"] == {"model": model, "reason": "given"}
     assert 0 < metrics["potential"]["force_err_median"] < 1

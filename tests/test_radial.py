@@ -42,7 +42,7 @@ def test_points_take_nu_and_the_velocities_conditional(radii):
     stars = Plummer().sample(512, 1)
     ens = FlowEnsemble(stars.standardization(), 2, config)
     profile = RadialProfile.from_radii(radii)
-    points, _ = draw_cbe_points([ens], 256, stars.region(), 3, radial=profile)
+    points, _ = draw_cbe_points([ens], 256, stars.region(), 3, density=profile)
     eta = np.hstack([points.x, points.v])
     _, conditional = ens.log_prob_and_grad(eta, conditional=True)
     np.testing.assert_allclose(points.gx, conditional[:, :3] + profile.grad_log(points.x))
