@@ -62,6 +62,7 @@ from .config import PRESETS, FitConfig, FitOptions
 from .device import resolve_device
 from .df import FlowEnsemble
 from .df.augment import Augmentation, symmetry_augmentation
+from .df.disk_density import DiskDensity
 from .df.radial import RadialProfile
 from .mocks import MockSystem, get_mock
 from .phasespace import PhaseSpace
@@ -199,6 +200,8 @@ def _fit(
             density,
         )
         point_report["star_density"] = type(density).__name__ if density else None
+        if isinstance(density, DiskDensity):  # the volume's edge as the stars show it
+            point_report["volume_edge"] = {"radius": density.edge, "blur": density.edge_width}
 
     with stages("potential"):
         ckpt = Checkpoint(ckpt_dir, "potential", policy.potential_steps, policy.seconds)

@@ -84,6 +84,19 @@ def test_a_selection_the_fit_is_told_of_leaves_nu_unchanged(fitted):
     assert np.all(told_err < 0.3) and np.all(blind_err > 0.35), (told_err, blind_err)
 
 
+def test_an_edge_blurred_by_distance_errors_is_fitted_not_read_as_the_disk():
+    """Stars cut at BALL from the Sun, then moved along the line of sight by 0.05 (distance
+    errors): the fit finds the cut and its blur, and the disk's slope up to 0.7 from the Sun."""
+    x = stars_in_ball(20000, 3)
+    u = x - SUN
+    d = np.linalg.norm(u, axis=1)
+    moved = d + 0.05 * np.random.default_rng(3).standard_normal(len(d))
+    blurred = DiskDensity.fit(SUN + u * (moved / d)[:, None], REGION, 0, steps=600, batch=4096)
+    assert abs(blurred.edge - BALL) < 0.03 and 0.03 < blurred.edge_width < 0.08
+    top = SUN + np.array([[0, 0, 0.7], [0, 0, -0.7]])
+    np.testing.assert_allclose(blurred.grad_log(top), grad_ln_nu(top), atol=0.3)
+
+
 def test_too_few_stars_in_the_ball_is_an_error():
     with pytest.raises(ValueError, match="needs >= 100 stars"):
         DiskDensity.fit(SUN[None] + 5.0, REGION, seed=0)
