@@ -93,9 +93,9 @@ class FitConfig:
     radial_density: bool = False
     # a mirror fit of a survey volume may take the stars' nu(R, z) from their positions
     # (deeppot_galpy.df.disk_density) in place of the position flows, whose vertical
-    # log-slope ripples by 20-50%: a quarter lower force error on three pairs, but where
-    # distance errors blur the volume's edge it reads the blur as a falling density and K_z
-    # at the top of the volume goes wrong (RESULTS.md, section 25), so off by default
+    # log-slope ripples by 20-50%: on four same-flows pairs a lower median force error three
+    # times, K_z and rho_0 closer, but a higher p90 force error every time (the plane at the
+    # volume's radial ends; RESULTS.md, section 25), so off by default
     disk_density: bool = False
 
     def __post_init__(self) -> None:

@@ -233,6 +233,8 @@ def _fit(
             if config.crossfit:
                 cfg = replace(cfg, loss="lnf")
             n = config.n_points
+            # nu(r) is refitted on each bootstrap resample; a disk's nu(R, z) is not (a fit
+            # of its own): those replicates keep the flows' n(x), as their calibration had
             sample = replicate_inputs(
                 ens, stars.summary, region, n, cfg, seed, device, isinstance(density, RadialProfile)
             )

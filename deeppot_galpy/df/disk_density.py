@@ -27,7 +27,7 @@ percentile radius read that blur as a density falling with height: with DR3-like
 vertical log-slope at the Sun came out 5-11% steep at 0.95-1.05 kpc and K_z 22% strong at
 1.1 kpc; with E fitted (R_e = 1.483 kpc, s = 75 pc for the mock's 1.5 kpc cut and its 67 pc
 parallax blur there) the slope is within 3.3% from 0.15 to 0.95 kpc and 4.1% at 1.05, and K_z
-at 1.1 kpc within 5% in a fit. A flow smears the edge into a false gradient instead
+at 1.1 kpc within 5-6% in two fits. A flow smears the edge into a false gradient instead
 (``benchmarks/RESULTS.md``, section 25).
 """
 
@@ -103,6 +103,7 @@ class DiskDensity:
 
         stars, c = torch.as_tensor(x), torch.as_tensor(center, dtype=torch.float64)
         d_stars = torch.as_tensor(d)
+        sun = None if completeness is None else torch.as_tensor(completeness.center)
         opt = torch.optim.Adam([*net.parameters(), blur], lr=lr)
         schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
         for _ in trange(steps, desc="stars' nu(R, z)", disable=not progress, leave=False):
@@ -112,7 +113,7 @@ class DiskDensity:
             u = c + g / g.norm(dim=1, keepdim=True) * r
             log_norm = out._log_nu(u) + log_edge(r[:, 0])
             if completeness is not None:
-                d_sun = torch.linalg.norm(u - torch.as_tensor(completeness.center), dim=1)
+                d_sun = torch.linalg.norm(u - sun, dim=1)
                 log_norm = log_norm + torch.as_tensor(completeness.log_relative(d_sun.numpy()))
             log_like = out._log_nu(stars[rows]) + log_edge(d_stars[rows])
             loss = torch.logsumexp(log_norm, 0) - math.log(batch) - log_like.mean()
