@@ -19,7 +19,8 @@ network initialisation on the same stars and flows (the potential stage's own sp
 ``--n-points`` sets how many CBE points. The stars' density in the CBE is the one ``deeppot
 fit`` takes for the variant's symmetry and the preset
 (:func:`~deeppot_galpy.cbe_points.star_density`); ``+radial`` asks for the stars' nu(r) from
-their radii, ``+disk`` for nu(R, z) of a disk's survey volume from their positions.
+their radii, ``+disk`` for nu(R, z) of a disk's survey volume from their positions, ``+flows``
+for the position flows' n(x) whatever the preset takes.
 Every variant's fit is saved as a run directory (potential only) under ``--out``, and its
 export to galpy (``interp_rz``/``interp_spherical``/expansions) is timed and checked against
 the network.
@@ -27,7 +28,7 @@ the network.
     python benchmarks/symmetry.py --mock hernquist_om --variants none,spherical
     python benchmarks/symmetry.py --mock local_disk --variants none,axisymmetric+jeans_weight=100
     python benchmarks/symmetry.py --mock hernquist_om --variants spherical,spherical+radial
-    python benchmarks/symmetry.py --mock local_disk --variants mirror,mirror+disk
+    python benchmarks/symmetry.py --mock local_disk --variants mirror+flows,mirror
 
 Prints one JSON record per variant and a Markdown table of all in OUT/results.json.
 """
@@ -76,7 +77,7 @@ def stars_of(mock, n: int, seed: int, errors: str) -> Stars:
 
 
 #: variant flags that choose the stars' density in place of the position flows
-DENSITY_FLAGS = ("radial", "disk")
+DENSITY_FLAGS = ("radial", "disk", "flows")
 
 
 def density_key(variant: str) -> tuple:
@@ -87,13 +88,14 @@ def density_key(variant: str) -> tuple:
 
 def density_config(config, variant: str):
     """The fit settings whose ``star_density`` a variant takes: its symmetry, and nu(r) with
-    "+radial", nu(R, z) with "+disk" (else the config's own choice)."""
-    symmetry, radial, disk = density_key(variant)
+    "+radial", nu(R, z) with "+disk", the position flows with "+flows" (else the config's
+    own choice)."""
+    symmetry, radial, disk, flows = density_key(variant)
     net = replace(config.potential.config, symmetry=symmetry)
     return replace(
         config,
-        radial_density=radial or config.radial_density,
-        disk_density=disk or config.disk_density,
+        radial_density=radial or (config.radial_density and not flows),
+        disk_density=disk or (config.disk_density and not flows),
         potential=replace(config.potential, config=net),
     )
 
@@ -230,7 +232,8 @@ def main() -> None:
         cache.save_flows(ens)
     sources = gradient_sources(ens, config)
     # the stars' density each variant takes in place of the position flows, as deeppot fit
-    # chooses it for the variant's symmetry ("+radial": nu(r); "+disk": nu(R, z))
+    # chooses it for the variant's symmetry ("+radial": nu(r); "+disk": nu(R, z); "+flows":
+    # the position flows)
     points = {}
     for variant in args.variants.split(","):
         key = density_key(variant)

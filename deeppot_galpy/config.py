@@ -91,12 +91,11 @@ class FitConfig:
     # (deeppot_galpy.df.radial) in place of the position flows (factorised DF only): better
     # in a cusp, worse in a core (RESULTS.md, section 9), so off by default
     radial_density: bool = False
-    # a mirror fit of a survey volume may take the stars' nu(R, z) from their positions
+    # a mirror fit of a survey volume takes the stars' nu(R, z) from their positions
     # (deeppot_galpy.df.disk_density) in place of the position flows, whose vertical
-    # log-slope ripples by 20-50%: on four same-flows pairs a lower median force error three
-    # times, K_z and rho_0 closer, but a higher p90 force error every time (the plane at the
-    # volume's radial ends; RESULTS.md, section 25), so off by default
-    disk_density: bool = False
+    # log-slope ripples by 20-50%: on four same-flows pairs the median and p90 force errors
+    # lower every time (RESULTS.md, section 26)
+    disk_density: bool = True
 
     def __post_init__(self) -> None:
         if min(self.n_stars, self.n_flows, self.n_points) < 1:

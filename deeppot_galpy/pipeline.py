@@ -201,7 +201,11 @@ def _fit(
         )
         point_report["star_density"] = type(density).__name__ if density else None
         if isinstance(density, DiskDensity):  # the volume's edge as the stars show it
-            point_report["volume_edge"] = {"radius": density.edge, "blur": density.edge_width}
+            point_report["volume_edge"] = {
+                "radius": density.edge,
+                "blur": density.edge_width,
+                "center": density.edge_center.tolist(),
+            }
 
     with stages("potential"):
         ckpt = Checkpoint(ckpt_dir, "potential", policy.potential_steps, policy.seconds)

@@ -97,12 +97,26 @@ def test_an_edge_blurred_by_distance_errors_is_fitted_not_read_as_the_disk():
     np.testing.assert_allclose(blurred.grad_log(top), grad_ln_nu(top), atol=0.3)
 
 
+def test_the_edges_centre_is_fitted_so_the_radial_slope_holds_at_the_rim():
+    """The middle of a survey's extent is not its centre (on the local-disk mock 30 pc off,
+    towards the denser side): a ball edge placed 40 pc off the Sun is moved back to it, and
+    d ln nu/dR in the plane 0.8 from the Sun is the disk's, -1/h_R = -0.4, on both sides
+    (to 0.2; 20,000 stars miss by ~0.1; with the edge about the region's middle they missed by
+    1.0-1.7 and had the slope's sign wrong)."""
+    x = stars_in_ball(20000, 4)
+    region = REGION | {"fit_center": (SUN + [0.04, 0.0, -0.01]).tolist()}
+    fit = DiskDensity.fit(x, region, 0, steps=600, batch=4096)
+    np.testing.assert_allclose(fit.edge_center, SUN, atol=0.01)
+    rim = SUN + np.array([[0.8, 0, 0], [-0.8, 0, 0]])
+    np.testing.assert_allclose(fit.grad_log(rim)[:, 0], grad_ln_nu(rim)[:, 0], atol=0.2)
+
+
 def test_too_few_stars_in_the_ball_is_an_error():
     with pytest.raises(ValueError, match="needs >= 100 stars"):
         DiskDensity.fit(SUN[None] + 5.0, REGION, seed=0)
 
 
-def test_a_mirror_fit_of_a_survey_volume_takes_it_when_asked(monkeypatch):
+def test_a_mirror_fit_of_a_survey_volume_takes_it_unless_told_not_to(monkeypatch):
     from dataclasses import replace
 
     from deeppot_galpy.cbe_points import star_density
@@ -119,8 +133,10 @@ def test_a_mirror_fit_of_a_survey_volume_takes_it_when_asked(monkeypatch):
         flow=replace(cfg.flow, model="mixture"),
         potential=replace(cfg.potential, config=replace(cfg.potential.config, symmetry="mirror")),
     )
-    assert region["survey_volume"] and star_density(cfg, stars, region, None, 0) is None
-    assert star_density(replace(cfg, disk_density=True), stars, region, None, 0) is DiskDensity
+    assert region["survey_volume"] and star_density(cfg, stars, region, None, 0) is DiskDensity
+    assert star_density(replace(cfg, disk_density=False), stars, region, None, 0) is None
     spherical = replace(cfg.potential.config, symmetry="spherical")
-    off = replace(cfg, disk_density=True, potential=replace(cfg.potential, config=spherical))
+    off = replace(cfg, potential=replace(cfg.potential, config=spherical))
     assert star_density(off, stars, region, None, 0) is None  # a sphere's nu(r) needs a centre
+    whole = PhaseSpace(stars_in_ball(4000, 2) - SUN, np.zeros((4000, 3)))  # a centred system
+    assert star_density(cfg, whole, whole.region(), None, 0) is None
