@@ -22,17 +22,18 @@ d the distance from the volume's centre :math:`\vec c_e`, :math:`\vec u_j` fresh
 every step in a ball a quarter wider than the volume (stars beyond it are left out, which keeps
 the likelihood exact). E is the volume's edge, a ball of radius :math:`R_e` cut in true
 distance and blurred by the parallax errors, which move stars along the line of sight, i.e.
-radially (s fitted; a cut in measured distance gives s -> 0). Its centre is fitted too: the
-middle of the stars' extent sits 30 pc from the Sun towards the denser, inner side on the
-local-disk mock, and an edge misplaced by that much is absorbed by nu as a false radial slope
-at the rim (the in-plane d ln nu/dR 0.3-0.4 kpc^-1 off at 1.2 kpc from the Sun, where the
-truth is -0.41). A hard ball at the stars' 99th
-percentile radius read that blur as a density falling with height: with DR3-like errors the
-vertical log-slope at the Sun came out 5-11% steep at 0.95-1.05 kpc and K_z 22% strong at
-1.1 kpc; with E fitted (R_e = 1.483 kpc, s = 75 pc for the mock's 1.5 kpc cut and its 67 pc
-parallax blur there) the slope is within 3.3% from 0.15 to 0.95 kpc and 4.1% at 1.05, and K_z
-at 1.1 kpc within 5-6% in two fits. A flow smears the edge into a false gradient instead
-(``benchmarks/RESULTS.md``, section 25).
+radially (s fitted; a cut in measured distance gives s -> 0). Its centre is fitted too.
+
+Why the edge is in the model: a hard ball at the stars' 99th-percentile radius read the blur
+of DR3-like parallax errors as a density falling with height (the vertical log-slope at the Sun
+5-11% steep at 0.95-1.05 kpc, K_z 22% strong at 1.1 kpc); a flow smears the edge into a false
+gradient instead. Why its centre: the middle of the stars' extent sits 30 pc from the Sun,
+towards the denser inner side, and an edge misplaced by that much was absorbed by nu as a
+radial slope at the rim, off by up to 0.5 kpc^-1 (the truth's is -0.41) and worst in the plane
+at the volume's radial ends. With all three fitted (the mock's 1.5 kpc cut found at 1.490-1.499
+kpc, within 2 pc of the Sun, blurred by 3 pc noiseless and 72 pc with DR3-like errors, whose
+parallax blur there is 67 pc) the radial log-slope is within 0.05 kpc^-1 across the volume and
+the vertical one within 3% from 0.15 to 1.05 kpc (``benchmarks/RESULTS.md``, sections 25-26).
 """
 
 from __future__ import annotations
@@ -101,18 +102,18 @@ class DiskDensity:
             )
         out = cls(net, float(np.median(R)), float(R.std()), float(np.sqrt(np.mean(x[:, 2] ** 2))))
         # the edge: radius R_e, blur s (as ln s) and centre offset, from the stars' own extent
-        blur = torch.tensor(
+        edge_shape = torch.tensor(
             [edge, math.log(0.02 * edge), 0.0, 0.0, 0.0], dtype=torch.float64, requires_grad=True
         )
         stars, c = torch.as_tensor(x), torch.as_tensor(center, dtype=torch.float64)
 
         def log_edge(points: Tensor) -> Tensor:
-            width = torch.exp(blur[1]).clamp(min=1e-3 * edge)
-            dist = torch.linalg.norm(points - c - blur[2:], dim=1)
-            return torch.special.log_ndtr((blur[0] - dist) / width)
+            width = torch.exp(edge_shape[1]).clamp(min=1e-3 * edge)
+            dist = torch.linalg.norm(points - c - edge_shape[2:], dim=1)
+            return torch.special.log_ndtr((edge_shape[0] - dist) / width)
 
         sun = None if completeness is None else torch.as_tensor(completeness.center)
-        opt = torch.optim.Adam([*net.parameters(), blur], lr=lr)
+        opt = torch.optim.Adam([*net.parameters(), edge_shape], lr=lr)
         schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
         for _ in trange(steps, desc="stars' nu(R, z)", disable=not progress, leave=False):
             rows = torch.randint(len(stars), (batch,), generator=gen)
@@ -129,7 +130,7 @@ class DiskDensity:
             loss.backward()
             opt.step()
             schedule.step()
-        edge_radius, log_width, *offset = blur.detach().tolist()
+        edge_radius, log_width, *offset = edge_shape.detach().tolist()
         out.edge, out.edge_width = edge_radius, max(math.exp(log_width), 1e-3 * edge)
         out.edge_center = center + np.asarray(offset)
         net.requires_grad_(False)
