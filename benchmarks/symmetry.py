@@ -182,6 +182,9 @@ def markdown(results: dict) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--mock", default="hernquist_om")
+    p.add_argument(
+        "--mock-kwargs", default="{}", help="the mock's keywords as JSON (local_disk.py --mock)"
+    )
     p.add_argument("--variants", default="none,spherical")
     p.add_argument("--preset", default="default")
     p.add_argument("--n", type=int, help="stars (default: the preset's)")
@@ -205,7 +208,7 @@ def main() -> None:
         config = replace(config, flow=replace(config.flow, model=args.df_model))
     config = replace(config, n_points=args.n_points or config.n_points)
     fit_seed = args.seed if args.fit_seed is None else args.fit_seed
-    mock = get_mock(args.mock)
+    mock = get_mock(args.mock, **json.loads(args.mock_kwargs))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stars = stars_of(mock, args.n or config.n_stars, args.seed, args.errors)
