@@ -30,7 +30,7 @@ from .config import FitConfig
 from .df import FlowEnsemble
 from .df.disk_density import DiskDensity
 from .df.radial import RadialProfile
-from .phasespace import PhaseSpace
+from .phasespace import FilledVolume, PhaseSpace
 from .potential import CBEPoints, PotentialNet, PotentialTraining
 from .potential.jeans import JeansMoments
 from .potential.replicates import REPLICATE_POINTS, TENSION_STARS
@@ -81,8 +81,8 @@ def draw_cbe_points(
     """Draw n points from the ensembles (equal shares) with grad ln f from each.
 
     Points outside the stars' region (beyond ``r_fit`` of ``fit_center``: ``r_max`` of the
-    centre, or a hard-edged survey volume less its smeared rim, :meth:`PhaseSpace.region`)
-    are dropped: the
+    centre, or a hard-edged survey volume, ball or cylinder, less its smeared rim,
+    :meth:`PhaseSpace.region`) are dropped: the
     flows extrapolate there and their gradients do not constrain the potential. With two ensembles,
     the second's gradients become the independent estimate for the crossfit loss.
 
@@ -119,11 +119,7 @@ def draw_cbe_points(
         parts = zip(ensembles, shares, seeds, strict=True)
         eta = np.concatenate([e.sample(int(m), s) for e, m, s in parts])
     eta = distributed.all_gather_rows(eta)
-    # runs saved before survey volumes were recognised have no fit_center / r_fit
-    center = region.get("fit_center", region["center"])
-    keep = np.linalg.norm(eta[:, :3] - np.asarray(center), axis=1) <= region.get(
-        "r_fit", region["r_max"]
-    )
+    keep = FilledVolume.of(region, trimmed=True).depth(eta[:, :3]) >= 0
     eta = eta[keep]
     grads = [_log_prob_and_grad(e, eta, conditional=density is not None) for e in ensembles]
     if density is not None:

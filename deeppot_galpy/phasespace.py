@@ -19,24 +19,119 @@ import numpy as np
 
 from .units import Units
 
-__all__ = ["EDGE_TRIM", "PhaseSpace", "Standardization", "filled_ball", "split_rows"]
+__all__ = ["EDGE_TRIM", "FilledVolume", "PhaseSpace", "Standardization", "split_rows"]
 
 # the outer fraction of a hard-edged volume left out of the potential fit (PhaseSpace.region)
 EDGE_TRIM = 0.15
+# a shell's density over the inside's above which the stars end at a hard edge (region())
+_HARD_EDGE = 0.3
 
 
-def filled_ball(region: dict) -> tuple[np.ndarray, float]:
-    """Centre and radius of the ball the stars fill (a region from :meth:`PhaseSpace.region`).
+def _edge_contrast(dist: np.ndarray, dims: int) -> tuple[float, float]:
+    """(density of the outer tenth of the 99th-percentile distance over the mean density within
+    it, for stars filling a ball (dims 3) or a disk in R (dims 2); that distance)."""
+    edge = float(np.percentile(dist, 99.0))
+    inside = dist <= edge
+    shell = inside & (dist > 0.9 * edge)
+    return float(shell.sum() / max(inside.sum(), 1) / (1.0 - 0.9**dims)), edge
 
-    For a survey volume, its hard edge about the middle of the stars' extent (``r_fit`` before
-    the trim); otherwise the 99th-percentile radius about the median star. Test functions
-    that must vanish where the sample ends (the weak-form Jeans moments) keep inside it: past
-    a hard edge the stars' streaming velocity (~240 km/s at the Sun) turns a test function's
-    small leak into a large false moment.
-    """
-    if region.get("survey_volume"):
-        return np.asarray(region["fit_center"]), float(region["r_fit"]) / (1.0 - EDGE_TRIM)
-    return np.asarray(region["center"]), float(region["r_max"])
+
+def _cylinder_height(offset: np.ndarray) -> float | None:
+    """The half-height of the cylinder that positions about the middle of their extent (N, 3)
+    are cut to, or None if they are not.
+
+    A cut in |z| ends the stars' vertical distribution abruptly: between its 99th and 99.9th
+    percentiles lies less than 0.4 of the distance between its 90th and 99th (0.11 for a disk
+    cut at 0.3-0.5 kpc, 0.28 at 1.1 kpc with DR3-like distance errors), where a density's own
+    fall leaves 0.55-0.6 (a disk in a 1.5 kpc ball), 0.77 (a Gaussian) or 1 (an exponential).
+    And the stars near a cylinder's faces reach its side: the 90th percentile of R among those
+    above 0.8 of the 99th percentile of |z| is beyond 0.85 of R's 99th percentile (0.93 for
+    those disks), where a ball's curvature holds them to 0.70 (the same disk in a ball) or
+    less. With the side dense out to its edge (the contrast of :func:`_edge_contrast` in R),
+    the 99th percentile of |z| is the half-height."""
+    R, z = np.hypot(offset[:, 0], offset[:, 1]), np.abs(offset[:, 2])
+    z90, z99, z999 = np.percentile(z, [90.0, 99.0, 99.9])
+    top = z > 0.8 * z99
+    if not (z999 - z99 < 0.4 * (z99 - z90) and top.sum() >= 10):
+        return None
+    if np.percentile(R[top], 90.0) < 0.85 * np.percentile(R, 99.0):
+        return None
+    return float(z99) if _edge_contrast(R, 2)[0] > _HARD_EDGE else None
+
+
+@dataclass(frozen=True)
+class FilledVolume:
+    r"""The volume the stars fill (from a region of :meth:`PhaseSpace.region`): a ball of
+    ``radius`` about ``center`` or, with a ``half_height``, a cylinder about the vertical through
+    ``center`` (:math:`R \le` ``radius``, :math:`|z - c_z| \le` ``half_height``, the shape of a
+    catalog cut in heliocentric R and z). ``hard`` where the sample ends at its surface (a
+    survey volume); then test functions that must vanish where the sample ends are tapered
+    to zero there (:meth:`taper`)."""
+
+    center: np.ndarray
+    radius: float
+    half_height: float | None = None
+    hard: bool = False
+
+    @classmethod
+    def of(cls, region: dict, trimmed: bool = False) -> FilledVolume:
+        """The volume of ``region``: for a survey volume its hard edge about the middle of the
+        stars' extent (``trimmed``: less the outer ``EDGE_TRIM`` the potential fit leaves out);
+        otherwise the 99th-percentile radius about the median star. Regions saved before
+        cylinders were recognised have no ``z_fit``: balls."""
+        if not region.get("survey_volume"):
+            if trimmed:  # regions saved before survey volumes have no fit_center / r_fit
+                c, r = (
+                    region.get("fit_center", region["center"]),
+                    region.get("r_fit", region["r_max"]),
+                )
+            else:
+                c, r = region["center"], region["r_max"]
+            return cls(np.asarray(c, float), float(r))
+        scale = 1.0 if trimmed else 1.0 / (1.0 - EDGE_TRIM)
+        z_fit = region.get("z_fit")
+        return cls(
+            np.asarray(region["fit_center"], float),
+            float(region["r_fit"]) * scale,
+            None if z_fit is None else float(z_fit) * scale,
+            True,
+        )
+
+    def _axes(self, x: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(u, grad u) per bounding surface, u = 1 - (distance / size)^2: 1 at the centre, 0 on
+        the surface."""
+        d = np.asarray(x, dtype=float) - self.center
+        if self.half_height is None:
+            return [(1.0 - np.sum(d * d, axis=1) / self.radius**2, -2.0 * d / self.radius**2)]
+        flat = d * np.array([1.0, 1.0, 0.0])
+        vert = d * np.array([0.0, 0.0, 1.0])
+        return [
+            (1.0 - np.sum(flat * flat, axis=1) / self.radius**2, -2.0 * flat / self.radius**2),
+            (1.0 - vert[:, 2] ** 2 / self.half_height**2, -2.0 * vert / self.half_height**2),
+        ]
+
+    def depth(self, x: np.ndarray) -> np.ndarray:
+        """Distance of x (N, 3) inside the surface (negative outside)."""
+        d = np.asarray(x, dtype=float) - self.center
+        if self.half_height is None:
+            return self.radius - np.linalg.norm(d, axis=1)
+        return np.minimum(
+            self.radius - np.hypot(d[:, 0], d[:, 1]), self.half_height - np.abs(d[:, 2])
+        )
+
+    def taper(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """T = prod (max(u, 0))^2 over the bounding surfaces (u = 1 - d^2 / R^2 for the ball;
+        the cylinder's side and its top and bottom each have their own), zero on and beyond
+        the surface, and grad T (N, 3); T = 1 where the volume is not ``hard``."""
+        if not self.hard:
+            return np.ones(len(x)), np.zeros((len(x), 3))
+        axes = [(np.clip(u, 0.0, None), g) for u, g in self._axes(x)]
+        taper = np.prod([u**2 for u, _ in axes], axis=0)
+        grad = np.zeros((len(x), 3))
+        for i, (u, g) in enumerate(axes):
+            others = np.prod([w**2 for j, (w, _) in enumerate(axes) if j != i], axis=0)
+            grad += (2.0 * u * others)[:, None] * g
+        return taper, grad
 
 
 def split_rows(rows: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -159,25 +254,31 @@ class PhaseSpace:
         density gradient: the fit keeps to the ball about that middle (for a heliocentric
         sample, the Sun, not the median star) less its outer ``EDGE_TRIM``, and
         ``survey_volume`` is True. Otherwise ``fit_center, r_fit = center, r_max``.
+
+        Stars cut to a cylinder about the vertical through the middle (a catalog cut in
+        heliocentric R and |z|) fill it out to its side and its faces: ``z_fit`` is then the
+        trimmed half-height, |z - z_c| <= ``z_fit`` (:class:`FilledVolume`; None for a ball).
+        A disk in a ball is dense out to its rim in R too, so a cylinder is told by its faces
+        (:func:`_cylinder_height`).
         """
         center = np.median(self.x, axis=0)
         d = np.linalg.norm(self.x - center, axis=1)
         r_min, r_max = np.percentile(d, [1.0, 99.0])
         lo, hi = np.percentile(self.x, [0.5, 99.5], axis=0)
         middle = 0.5 * (lo + hi)
-        d_mid = np.linalg.norm(self.x - middle, axis=1)
-        r_edge = float(np.percentile(d_mid, 99.0))
-        inside = d_mid <= r_edge
-        shell = inside & (d_mid > 0.9 * r_edge)
-        # shell density over mean density inside, as for stars filling a ball
-        contrast = float(shell.sum() / max(inside.sum(), 1) / (1.0 - 0.9**3))
-        hard_edge = contrast > 0.3
+        offset = self.x - middle
+        contrast, r_edge = _edge_contrast(np.linalg.norm(offset, axis=1), 3)
+        half_height = _cylinder_height(offset)
+        if half_height is not None:
+            contrast, r_edge = _edge_contrast(np.hypot(offset[:, 0], offset[:, 1]), 2)
+        hard_edge = contrast > _HARD_EDGE
         return {
             "center": center.tolist(),
             "r_min": float(r_min),
             "r_max": float(r_max),
             "fit_center": (middle if hard_edge else center).tolist(),
             "r_fit": r_edge * (1.0 - EDGE_TRIM) if hard_edge else float(r_max),
+            "z_fit": None if half_height is None else half_height * (1.0 - EDGE_TRIM),
             "edge_contrast": contrast,
             "survey_volume": hard_edge,
             "lo": lo.tolist(),

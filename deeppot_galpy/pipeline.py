@@ -33,6 +33,7 @@ directory; the result is the single-process one.
 
 from __future__ import annotations
 
+import math
 import os
 import resource
 import shutil
@@ -206,6 +207,8 @@ def _fit(
                 "blur": density.edge_width,
                 "center": density.edge_center.tolist(),
             }
+            if math.isfinite(density.edge_half_height):  # a cylinder's
+                point_report["volume_edge"]["half_height"] = density.edge_half_height
 
     with stages("potential"):
         ckpt = Checkpoint(ckpt_dir, "potential", policy.potential_steps, policy.seconds)

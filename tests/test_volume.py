@@ -5,7 +5,7 @@ import pytest
 
 from deeppot_galpy.cbe_points import draw_cbe_points
 from deeppot_galpy.mocks import Plummer
-from deeppot_galpy.phasespace import EDGE_TRIM, PhaseSpace
+from deeppot_galpy.phasespace import EDGE_TRIM, FilledVolume, PhaseSpace
 from deeppot_galpy.units import Units
 
 
@@ -20,11 +20,28 @@ def _heliocentric_ball(n: int, radius: float, sun: np.ndarray, seed: int = 0) ->
     return PhaseSpace.from_eta(np.hstack([x, v]), Units.galactic(), {})
 
 
+def test_a_heliocentric_cylinder_is_told_from_a_ball_by_its_faces():
+    """A disk cut to R <= 1 kpc, |z| <= 0.5 kpc about the Sun fills a cylinder: fitted inside
+    its side and its faces; the same disk in a ball stays a ball."""
+    sun = np.array([-8.122, 0.0, 0.0208])
+    stars = _heliocentric_ball(2**15, 1.5, sun)
+    d = stars.x - sun
+    cut = stars.subset((np.hypot(d[:, 0], d[:, 1]) <= 1.0) & (np.abs(d[:, 2]) <= 0.5))
+    region = cut.region()
+    assert region["survey_volume"]
+    assert region["r_fit"] == pytest.approx(1.0 * (1.0 - EDGE_TRIM), rel=0.03)
+    assert region["z_fit"] == pytest.approx(0.5 * (1.0 - EDGE_TRIM), rel=0.05)
+    volume = FilledVolume.of(region)
+    assert volume.half_height == pytest.approx(0.5, rel=0.05)
+    assert np.mean(volume.depth(cut.x) < 0) < 0.03
+    assert stars.region()["z_fit"] is None
+
+
 def test_a_galaxy_has_no_survey_edge():
     region = Plummer().sample(2**14, 0).region()
     assert region["edge_contrast"] < 0.3
     assert region["r_fit"] == region["r_max"]
-    assert region["fit_center"] == region["center"]
+    assert region["fit_center"] == region["center"] and region["z_fit"] is None
 
 
 def test_a_heliocentric_ball_is_fitted_inside_its_rim():

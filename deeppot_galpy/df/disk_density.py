@@ -47,7 +47,7 @@ from torch import Tensor, nn
 from tqdm.auto import trange
 
 from ..completeness import Completeness
-from ..phasespace import filled_ball
+from ..phasespace import FilledVolume
 
 __all__ = ["DiskDensity"]
 
@@ -56,12 +56,12 @@ _REACH = 1.25  # the uniform points' ball over the volume's 99th-percentile radi
 
 class DiskDensity:
     """ln nu(R, z) (up to a constant) of a mirror-symmetric disk; fit with :meth:`fit`, which
-    also sets the volume's fitted ``edge`` radius, its blur ``edge_width`` and its
-    ``edge_center``."""
+    also sets the volume's fitted ``edge`` radius, its blur ``edge_width``, its ``edge_center``
+    and, for a cylinder, its ``edge_half_height`` (NaN for a ball)."""
 
     def __init__(self, net: nn.Module, R_c: float, s_R: float, s_z: float):
         self.net, self.R_c, self.s_R, self.s_z = net, R_c, s_R, s_z
-        self.edge = self.edge_width = math.nan
+        self.edge = self.edge_width = self.edge_half_height = math.nan
         self.edge_center = np.full(3, math.nan)
 
     def _log_nu(self, x: Tensor) -> Tensor:
@@ -84,14 +84,26 @@ class DiskDensity:
     ) -> DiskDensity:
         """Fit to the star positions x (N, 3) about the middle of ``region``
         (:meth:`PhaseSpace.region <deeppot_galpy.phasespace.PhaseSpace.region>`): Adam with a
-        one-cycle rate, ``batch`` stars and as many uniform points per step."""
-        center, edge = filled_ball(region)
+        one-cycle rate, ``batch`` stars and as many uniform points per step. A cylinder's
+        volume (``region["z_fit"]``) has an edge on its side and one on its top and bottom, at
+        a fitted radius and half-height, with one blur."""
+        volume = FilledVolume.of(region)
+        center, edge, height = volume.center, volume.radius, volume.half_height
         x = np.asarray(x, dtype=np.float64)
-        d = np.linalg.norm(x - center, axis=1)
-        radius = min(float(d.max()) * (1 + 1e-6), _REACH * edge)
-        x = x[d < radius]
+        offset = x - center
+        if height is None:
+            reach = FilledVolume(
+                center, min(float(np.linalg.norm(offset, axis=1).max()) * (1 + 1e-6), _REACH * edge)
+            )
+        else:
+            reach = FilledVolume(
+                center,
+                min(float(np.hypot(offset[:, 0], offset[:, 1]).max()) * (1 + 1e-6), _REACH * edge),
+                min(float(np.abs(offset[:, 2]).max()) * (1 + 1e-6), _REACH * height),
+            )
+        x = x[reach.depth(x) > 0]
         if len(x) < 100:
-            raise ValueError(f"the disk density needs >= 100 stars in its ball, got {len(x)}")
+            raise ValueError(f"the disk density needs >= 100 stars in its volume, got {len(x)}")
         R = np.hypot(x[:, 0], x[:, 1])
         gen = torch.Generator().manual_seed(seed)
         with torch.random.fork_rng():  # the network's initialisation, from the seed alone
@@ -102,25 +114,41 @@ class DiskDensity:
                 .double()
             )
         out = cls(net, float(np.median(R)), float(R.std()), float(np.sqrt(np.mean(x[:, 2] ** 2))))
-        # the edge: radius R_e, blur s (as ln s) and centre offset, from the stars' own extent
+        # the edge: radius R_e, blur s (as ln s), centre offset and a cylinder's half-height,
+        # from the stars' own extent
         edge_shape = torch.tensor(
-            [edge, math.log(0.02 * edge), 0.0, 0.0, 0.0], dtype=torch.float64, requires_grad=True
+            [edge, math.log(0.02 * edge), 0.0, 0.0, 0.0, height or math.nan],
+            dtype=torch.float64,
+            requires_grad=True,
         )
         stars, c = torch.as_tensor(x), torch.as_tensor(center, dtype=torch.float64)
 
         def log_edge(points: Tensor) -> Tensor:
             width = torch.exp(edge_shape[1]).clamp(min=1e-3 * edge)
-            dist = torch.linalg.norm(points - c - edge_shape[2:], dim=1)
-            return torch.special.log_ndtr((edge_shape[0] - dist) / width)
+            d = points - c - edge_shape[2:5]
+            if height is None:
+                return torch.special.log_ndtr((edge_shape[0] - torch.linalg.norm(d, dim=1)) / width)
+            side = torch.special.log_ndtr(
+                (edge_shape[0] - torch.linalg.norm(d[:, :2], dim=1)) / width
+            )
+            return side + torch.special.log_ndtr((edge_shape[5] - d[:, 2].abs()) / width)
+
+        def uniform(n: int) -> Tensor:
+            if height is None:
+                g = torch.randn(n, 3, generator=gen, dtype=torch.float64)
+                r = reach.radius * torch.rand(n, 1, generator=gen, dtype=torch.float64) ** (1 / 3)
+                return c + g / g.norm(dim=1, keepdim=True) * r
+            u = torch.rand(n, 3, generator=gen, dtype=torch.float64)
+            r, phi = reach.radius * torch.sqrt(u[:, 0]), 2 * math.pi * u[:, 1]
+            z = reach.half_height * (2 * u[:, 2] - 1)
+            return c + torch.stack([r * torch.cos(phi), r * torch.sin(phi), z], 1)
 
         sun = None if completeness is None else torch.as_tensor(completeness.center)
         opt = torch.optim.Adam([*net.parameters(), edge_shape], lr=lr)
         schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
         for _ in trange(steps, desc="stars' nu(R, z)", disable=not progress, leave=False):
             rows = torch.randint(len(stars), (batch,), generator=gen)
-            g = torch.randn(batch, 3, generator=gen, dtype=torch.float64)
-            r = radius * torch.rand(batch, 1, generator=gen, dtype=torch.float64) ** (1 / 3)
-            u = c + g / g.norm(dim=1, keepdim=True) * r
+            u = uniform(batch)
             log_norm = out._log_nu(u) + log_edge(u)
             if completeness is not None:
                 d_sun = torch.linalg.norm(u - sun, dim=1)
@@ -131,9 +159,10 @@ class DiskDensity:
             loss.backward()
             opt.step()
             schedule.step()
-        edge_radius, log_width, *offset = edge_shape.detach().tolist()
+        edge_radius, log_width, *offset, half_height = edge_shape.detach().tolist()
         out.edge, out.edge_width = edge_radius, max(math.exp(log_width), 1e-3 * edge)
         out.edge_center = center + np.asarray(offset)
+        out.edge_half_height = half_height
         net.requires_grad_(False)
         return out
 

@@ -15,9 +15,10 @@ the force averaged over each test function (the flows' gradient errors otherwise
 :math:`\psi_m = \exp(-|\vec x - \vec c_m|^2 / 2 s_m^2)` centred on random stars, their widths
 set by the local star density (the distance to the k-th nearest of the subsample, k a fixed
 fraction of the stars or, to mix scales, log-uniform in a range of fractions) and kept 2.5
-widths inside the ball the stars fill (:func:`~deeppot_galpy.phasespace.filled_ball`). At a
-survey volume's hard edge every function is also multiplied by a taper
-:math:`(1 - d^2/R^2)^2` that vanishes there, so the integration by parts holds exactly: on the
+widths inside the volume the stars fill (:class:`~deeppot_galpy.phasespace.FilledVolume`, a
+ball or a cylinder). At a survey volume's hard edge every function is also multiplied by a
+taper, :math:`(1 - d^2/R^2)^2` in a ball and its product over the side and the faces of a
+cylinder, that vanishes there, so the integration by parts holds exactly: on the
 local-disk mock, where the stars stream at ~240 km/s through the volume, functions that
 reached past the edge broke the moments for the true force tens of times beyond their noise,
 and a Gaussian's 4% at 2.5 widths still made them prefer a 3% weaker radial force
@@ -79,7 +80,7 @@ from scipy.spatial import cKDTree
 from torch import Tensor
 
 from ..completeness import Completeness
-from ..phasespace import filled_ball
+from ..phasespace import FilledVolume
 from .weakform import parse_families
 
 __all__ = ["JEANS_STARS", "JeansMoments", "fraction_range"]
@@ -105,24 +106,6 @@ def fraction_range(value: float | tuple[float, float], name: str) -> tuple[float
     if len(bounds) != 2 or not 0 < bounds[0] <= bounds[1] <= 1:
         raise ValueError(f"{name} must be in (0, 1], or a (min, max) range in it, got {value!r}")
     return bounds
-
-
-def _edge_taper(
-    x: np.ndarray, center: np.ndarray, edge: float, hard: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """T = (1 - d^2 / R^2)^2 within the ball (centre, R) and 0 beyond, with grad T (n, 3); T = 1
-    without a hard edge.
-
-    A Gaussian 2.5 widths inside a hard edge is still 4% of its peak there, and the stars'
-    streaming (v_phi ~ 240 km/s at the Sun against a ~20 km/s dispersion) turns that leak into
-    moments the true force violates: on the local-disk mock they preferred a radial force 2.8%
-    weaker (9 sigma; 1.3% with 0.15 kpc more margin). T ψ vanishes at the edge exactly.
-    """
-    if not hard:
-        return np.ones(len(x)), np.zeros_like(x)
-    d = x - center
-    u = np.clip(1.0 - np.sum(d * d, axis=1) / edge**2, 0.0, None)
-    return u**2, (-4.0 * u / edge**2)[:, None] * d
 
 
 class JeansMoments:
@@ -153,7 +136,7 @@ class JeansMoments:
         idx = np.sort(rng.choice(len(x), min(n_stars, len(x)), replace=False))
         x, v = np.asarray(x[idx], dtype=np.float64), np.asarray(v[idx], dtype=np.float64)
         cov = None if v_cov is None else torch.as_tensor(np.asarray(v_cov[idx], np.float64))
-        center, edge = filled_ball(region)
+        volume = FilledVolume.of(region)
         f_lo, f_hi = fraction_range(neighbours, "neighbours")
         q_lo, q_hi = fraction_range(shells, "shells")
         cand = x[rng.choice(len(x), min(len(x), 4 * n_functions), replace=False)]
@@ -168,14 +151,14 @@ class JeansMoments:
             q = np.exp(rng.uniform(np.log(q_lo), np.log(q_hi), len(cand)))
         reach = width * q ** (-1 / 3)
         # 2.5 widths inside the region: psi ~ 4e-2 there, and falls as a Gaussian beyond
-        inside = np.linalg.norm(cand - center, axis=1) + 2.5 * reach < edge
+        inside = volume.depth(cand) > 2.5 * reach
         self.centers, self.widths = cand[inside][:n_functions], width[inside][:n_functions]
         if len(self.centers) < 8:
             raise ValueError("too few Jeans test functions fit inside the stars' region")
         # psi's quadratic form d^T W d (d = x - c) expanded about the region's centre o into
         # matrix products, (x' x'^T) : W - 2 x' . W c' + c'^T W c' (x' = x - o, c' = c - o):
         # no (stars x functions x 3 x 3) array, and exact to rounding near each function
-        self._origin = torch.as_tensor(center, dtype=torch.float64)
+        self._origin = torch.as_tensor(volume.center, dtype=torch.float64)
         self._metric = torch.as_tensor(
             _shell_metric(self.centers, self.widths, q[inside][:n_functions])
         )
@@ -184,7 +167,7 @@ class JeansMoments:
         self._cwc = (c * self._wc).sum(1)
         xs, vs = torch.as_tensor(x), torch.as_tensor(v)
         # every function times a taper that reaches zero at a survey volume's hard edge
-        taper, grad_taper = _edge_taper(x, center, edge, bool(region.get("survey_volume")))
+        taper, grad_taper = volume.taper(x)
         taper, grad_taper = torch.as_tensor(taper), torch.as_tensor(grad_taper)
         self._taper = taper
         # each function's velocity frame: the psi-weighted mean velocity and rms dispersion
