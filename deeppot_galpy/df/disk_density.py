@@ -22,7 +22,12 @@ d the distance from the volume's centre :math:`\vec c_e`, :math:`\vec u_j` fresh
 every step in a ball a quarter wider than the volume (stars beyond it are left out, which keeps
 the likelihood exact). E is the volume's edge, a ball of radius :math:`R_e` cut in true
 distance and blurred by the parallax errors, which move stars along the line of sight, i.e.
-radially (s fitted; a cut in measured distance gives s -> 0). Its centre is fitted too.
+radially (s fitted; a cut in measured distance gives s -> 0). Its centre is fitted too. For
+stars cut to a cylinder (:class:`~deeppot_galpy.phasespace.FilledVolume`, ``region["z_fit"]``)
+E is the product of a side and a top-and-bottom edge,
+:math:`\Phi((R_e - R_\odot)/s)\,\Phi((H_e - |z - z_c|)/s)`, :math:`R_\odot` the distance
+from the cylinder's axis, with :math:`H_e` fitted too, and the uniform points fill a cylinder
+a quarter wider and taller.
 
 Why the edge is in the model: a hard ball at the stars' 99th-percentile radius read the blur
 of DR3-like parallax errors as a density falling with height (the vertical log-slope at the Sun
