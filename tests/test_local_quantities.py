@@ -204,6 +204,31 @@ def test_run_records_place_the_sun_and_the_truth(tmp_path):
     assert run_truth(tmp_path) is None
 
 
+def test_k_z_beyond_the_fitted_volume_is_flagged(tmp_path, recwarn):
+    """A run fitted in a cylinder |z| <= 0.5 kpc about the Sun: K_z asked for up to 0.8 kpc
+    warns that it is extrapolated above 0.5 kpc; up to 0.4 kpc it does not."""
+    import torch
+
+    from deeppot_galpy.local import local_quantities
+    from deeppot_galpy.potential import PotentialNet
+    from deeppot_galpy.rundir import RunDir
+    from deeppot_galpy.units import Units
+
+    run = RunDir(tmp_path, create=True)
+    sun = [-8.3, 0.0, 0.0]
+    net = PotentialNet(torch.tensor(sun), 1.0, 1e5)
+    region = {"center": sun, "r_min": 0.0, "r_max": 1.0, "survey_volume": True}
+    region |= {"fit_center": sun, "r_fit": 0.85, "z_fit": 0.5}
+    run.save_potential(net, Units.galactic(), region)
+    meta = {"frame": {"galcen_distance_kpc": 8.3, "z_sun_pc": 0.0}}
+    run.write_json("run", {"data": {"meta": meta}, "region": region})
+    with pytest.warns(UserWarning, match=r"K_z above \|z\| = 0\.[56]0 kpc is outside"):
+        local_quantities(tmp_path, z_max=0.8 * u.kpc, n_z=17)
+    recwarn.clear()
+    local_quantities(tmp_path, z_max=0.4 * u.kpc, n_z=9)
+    assert not [w for w in recwarn if "K_z above" in str(w.message)]
+
+
 def test_a_demo_runs_record_rebuilds_its_mock(tmp_path):
     from deeppot_galpy.local import run_truth
     from deeppot_galpy.mocks import available_mocks, get_mock, mock_from_record

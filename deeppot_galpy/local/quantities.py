@@ -52,6 +52,7 @@ import astropy.units as u
 import numpy as np
 from astropy.constants import G as G_NEWTON
 
+from ..phasespace import FilledVolume
 from ..potential.replicates import SIGMA_CALIBRATION, replicate_std
 
 __all__ = [
@@ -335,6 +336,25 @@ def run_truth(run_dir: str | os.PathLike) -> Any:
         return None
 
 
+def _warn_outside_fit(region: dict, R0: u.Quantity, phi0: u.Quantity, z: u.Quantity) -> None:
+    """Warn where the K_z column leaves the volume the potential was fitted in (the trimmed
+    survey volume of :meth:`PhaseSpace.region <deeppot_galpy.phasespace.PhaseSpace.region>`,
+    in kpc): no CBE point lies there, and K_z is the network's extrapolation."""
+    r, phi = R0.to_value(u.kpc), phi0.to_value(u.rad)
+    zs = z.to_value(u.kpc)
+    column = np.stack(
+        [np.full(len(zs), r * math.cos(phi)), np.full(len(zs), r * math.sin(phi)), zs], 1
+    )
+    outside = FilledVolume.of(region, trimmed=True).depth(column) < 0
+    if outside.any():
+        warnings.warn(
+            f"K_z above |z| = {np.abs(zs[outside]).min():.2f} kpc is outside the volume the "
+            "potential was fitted in (the survey volume less its rim): there it is the "
+            "network's extrapolation",
+            stacklevel=3,
+        )
+
+
 def local_quantities(
     potential: Any,
     R0: Any = None,
@@ -357,8 +377,11 @@ def local_quantities(
     """
     from galpy.util.conversion import get_physical
 
-    sun = None
+    sun = region = None
     if isinstance(potential, str | os.PathLike):
+        from ..rundir import RunDir
+
+        region = RunDir(potential).read_json("run").get("region")
         potential, run_replicates, sun = load_run(potential)
         if replicates is None and len(run_replicates) >= 2:
             replicates = run_replicates
@@ -377,6 +400,8 @@ def local_quantities(
         raise ValueError(f"R0 must be > 0; got {R0}")
     z_max = _as_quantity(z_max, u.kpc, ro)
     z_grid = np.linspace(-1.0, 1.0, n_z) * z_max
+    if region and region.get("survey_volume"):
+        _warn_outside_fit(region, R0, phi0, z_grid)
     values = _evaluate(potential, R0, z0, phi0, z_grid, baryons)
     sigma = None
     if replicates is not None:
