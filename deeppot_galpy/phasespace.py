@@ -36,9 +36,10 @@ def _edge_contrast(dist: np.ndarray, dims: int) -> tuple[float, float]:
     return float(shell.sum() / max(inside.sum(), 1) / (1.0 - 0.9**dims)), edge
 
 
-def _cylinder_height(offset: np.ndarray) -> float | None:
-    """The half-height of the cylinder that positions about the middle of their extent (N, 3)
-    are cut to, or None if they are not.
+def _cylinder_edge(offset: np.ndarray) -> tuple[float, float, float] | None:
+    """(contrast and radius of its side as :func:`_edge_contrast` gives them, half-height) of
+    the cylinder that positions about the middle of their extent (N, 3) are cut to, or None if
+    they are not.
 
     A cut in |z| ends the stars' vertical distribution abruptly: between its 99th and 99.9th
     percentiles lies less than 0.4 of the distance between its 90th and 99th (0.11 for a disk
@@ -56,7 +57,8 @@ def _cylinder_height(offset: np.ndarray) -> float | None:
         return None
     if np.percentile(R[top], 90.0) < 0.85 * np.percentile(R, 99.0):
         return None
-    return float(z99) if _edge_contrast(R, 2)[0] > _HARD_EDGE else None
+    contrast, edge = _edge_contrast(R, 2)
+    return (contrast, edge, float(z99)) if contrast > _HARD_EDGE else None
 
 
 @dataclass(frozen=True)
@@ -259,7 +261,7 @@ class PhaseSpace:
         heliocentric R and |z|) fill it out to its side and its faces: ``z_fit`` is then the
         trimmed half-height, |z - z_c| <= ``z_fit`` (:class:`FilledVolume`; None for a ball).
         A disk in a ball is dense out to its rim in R too, so a cylinder is told by its faces
-        (:func:`_cylinder_height`).
+        (:func:`_cylinder_edge`).
         """
         center = np.median(self.x, axis=0)
         d = np.linalg.norm(self.x - center, axis=1)
@@ -267,10 +269,12 @@ class PhaseSpace:
         lo, hi = np.percentile(self.x, [0.5, 99.5], axis=0)
         middle = 0.5 * (lo + hi)
         offset = self.x - middle
-        contrast, r_edge = _edge_contrast(np.linalg.norm(offset, axis=1), 3)
-        half_height = _cylinder_height(offset)
-        if half_height is not None:
-            contrast, r_edge = _edge_contrast(np.hypot(offset[:, 0], offset[:, 1]), 2)
+        cylinder = _cylinder_edge(offset)
+        if cylinder is None:
+            contrast, r_edge = _edge_contrast(np.linalg.norm(offset, axis=1), 3)
+            half_height = None
+        else:
+            contrast, r_edge, half_height = cylinder
         hard_edge = contrast > _HARD_EDGE
         return {
             "center": center.tolist(),
