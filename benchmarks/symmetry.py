@@ -52,6 +52,7 @@ from deeppot_galpy.cbe_points import (
 )
 from deeppot_galpy.compare import as_field, in_region, is_centred, potential_metrics
 from deeppot_galpy.config import PRESETS
+from deeppot_galpy.data.cuts import Volume
 from deeppot_galpy.df import FlowEnsemble
 from deeppot_galpy.df.augment import symmetry_augmentation
 from deeppot_galpy.export import export_galpy
@@ -65,8 +66,10 @@ from deeppot_galpy.shape import choose_df_model, chosen_flow
 from deeppot_galpy.stars import Stars
 
 
-def stars_of(mock, n: int, seed: int, errors: str) -> Stars:
+def stars_of(mock, n: int, seed: int, errors: str, volume: Volume | None = None) -> Stars:
     sample = mock.sample(n, seed)
+    if volume is not None:  # as local_disk.py --volume cuts them
+        sample = sample.subset(volume.contains(sample.x, mock.sun))
     if mock.name != "local_disk":
         return Stars.of(sample, None, None)
     from deeppot_galpy.data import catalog_to_phasespace
@@ -185,6 +188,9 @@ def main() -> None:
     p.add_argument(
         "--mock-kwargs", default="{}", help="the mock's keywords as JSON (local_disk.py --mock)"
     )
+    p.add_argument(
+        "--volume", help="a local disk's stars cut to this volume (local_disk.py --volume)"
+    )
     p.add_argument("--variants", default="none,spherical")
     p.add_argument("--preset", default="default")
     p.add_argument("--n", type=int, help="stars (default: the preset's)")
@@ -211,9 +217,12 @@ def main() -> None:
     mock = get_mock(args.mock, **json.loads(args.mock_kwargs))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stars = stars_of(mock, args.n or config.n_stars, args.seed, args.errors)
+    volume = Volume.from_dict(json.loads(args.volume)) if args.volume else None
+    stars = stars_of(mock, args.n or config.n_stars, args.seed, args.errors, volume)
     region = stars.summary.region()
     held = mock.sample(args.n_eval, args.seed + 99)
+    if volume is not None:
+        held = held.subset(volume.contains(held.x, mock.sun))
 
     t0 = time.perf_counter()
     cache = RunDir(out / "flows", create=True)

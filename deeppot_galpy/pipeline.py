@@ -207,8 +207,9 @@ def _fit(
                 "blur": density.edge_width,
                 "center": density.edge_center.tolist(),
             }
-            if math.isfinite(density.edge_half_height):  # a cylinder's
+            if math.isfinite(density.edge_half_height):  # a cylinder's faces
                 point_report["volume_edge"]["half_height"] = density.edge_half_height
+                point_report["volume_edge"]["faces_blur"] = density.edge_faces_width
 
     with stages("potential"):
         ckpt = Checkpoint(ckpt_dir, "potential", policy.potential_steps, policy.seconds)

@@ -25,9 +25,10 @@ distance and blurred by the parallax errors, which move stars along the line of 
 radially (s fitted; a cut in measured distance gives s -> 0). Its centre is fitted too. For
 stars cut to a cylinder (:class:`~deeppot_galpy.phasespace.FilledVolume`, ``region["z_fit"]``)
 E is the product of a side and a top-and-bottom edge,
-:math:`\Phi((R_e - R_\odot)/s)\,\Phi((H_e - |z - z_c|)/s)`, :math:`R_\odot` the distance
-from the cylinder's axis, with :math:`H_e` fitted too, and the uniform points fill a cylinder
-a quarter wider and taller.
+:math:`\Phi((R_e - R_\odot)/s)\,\Phi((H_e - |z - z_c|)/s_z)`, :math:`R_\odot` the
+distance from the cylinder's axis, with :math:`H_e` and the faces' own blur :math:`s_z` fitted
+too (distance errors move stars along lines of sight that cross the faces at other angles
+than the side), and the uniform points fill a cylinder a quarter wider and taller.
 
 Why the edge is in the model: a hard ball at the stars' 99th-percentile radius read the blur
 of DR3-like parallax errors as a density falling with height (the vertical log-slope at the Sun
@@ -62,11 +63,12 @@ _REACH = 1.25  # the uniform points' ball over the volume's 99th-percentile radi
 class DiskDensity:
     """ln nu(R, z) (up to a constant) of a mirror-symmetric disk; fit with :meth:`fit`, which
     also sets the volume's fitted ``edge`` radius, its blur ``edge_width``, its ``edge_center``
-    and, for a cylinder, its ``edge_half_height`` (NaN for a ball)."""
+    and, for a cylinder, its ``edge_half_height`` and the faces' blur ``edge_faces_width``
+    (NaN for a ball)."""
 
     def __init__(self, net: nn.Module, R_c: float, s_R: float, s_z: float):
         self.net, self.R_c, self.s_R, self.s_z = net, R_c, s_R, s_z
-        self.edge = self.edge_width = self.edge_half_height = math.nan
+        self.edge = self.edge_width = self.edge_half_height = self.edge_faces_width = math.nan
         self.edge_center = np.full(3, math.nan)
 
     def _log_nu(self, x: Tensor) -> Tensor:
@@ -119,10 +121,12 @@ class DiskDensity:
                 .double()
             )
         out = cls(net, float(np.median(R)), float(R.std()), float(np.sqrt(np.mean(x[:, 2] ** 2))))
-        # the edge: radius R_e, blur s (as ln s), centre offset and a cylinder's half-height,
-        # from the stars' own extent
+        # the edge: radius R_e, blur s (as ln s), centre offset, and a cylinder's half-height
+        # and the blur of its faces, which distance errors move along lines of sight that
+        # meet them at other angles than the side, from the stars' own extent
         edge_shape = torch.tensor(
-            [edge, math.log(0.02 * edge), 0.0, 0.0, 0.0, height or math.nan],
+            [edge, math.log(0.02 * edge), 0.0, 0.0, 0.0, height or math.nan]
+            + [math.log(0.02 * (height or edge))],
             dtype=torch.float64,
             requires_grad=True,
         )
@@ -136,7 +140,8 @@ class DiskDensity:
             side = torch.special.log_ndtr(
                 (edge_shape[0] - torch.linalg.norm(d[:, :2], dim=1)) / width
             )
-            return side + torch.special.log_ndtr((edge_shape[5] - d[:, 2].abs()) / width)
+            faces = torch.exp(edge_shape[6]).clamp(min=1e-3 * height)
+            return side + torch.special.log_ndtr((edge_shape[5] - d[:, 2].abs()) / faces)
 
         def uniform(n: int) -> Tensor:
             if height is None:
@@ -164,8 +169,10 @@ class DiskDensity:
             loss.backward()
             opt.step()
             schedule.step()
-        edge_radius, log_width, *offset, half_height = edge_shape.detach().tolist()
+        edge_radius, log_width, *offset, half_height, log_faces = edge_shape.detach().tolist()
         out.edge, out.edge_width = edge_radius, max(math.exp(log_width), 1e-3 * edge)
+        if height is not None:
+            out.edge_faces_width = max(math.exp(log_faces), 1e-3 * height)
         out.edge_center = center + np.asarray(offset)
         out.edge_half_height = half_height
         net.requires_grad_(False)
