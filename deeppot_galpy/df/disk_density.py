@@ -93,7 +93,7 @@ class DiskDensity:
         (:meth:`PhaseSpace.region <deeppot_galpy.phasespace.PhaseSpace.region>`): Adam with a
         one-cycle rate, ``batch`` stars and as many uniform points per step. A cylinder's
         volume (``region["z_fit"]``) has an edge on its side and one on its top and bottom, at
-        a fitted radius and half-height, with one blur."""
+        a fitted radius and half-height, each with its own blur."""
         volume = FilledVolume.of(region)
         center, edge, height = volume.center, volume.radius, volume.half_height
         x = np.asarray(x, dtype=np.float64)

@@ -379,10 +379,8 @@ def local_quantities(
 
     sun = region = None
     if isinstance(potential, str | os.PathLike):
-        from ..rundir import RunDir
-
-        region = RunDir(potential).read_json("run").get("region")
         potential, run_replicates, sun = load_run(potential)
+        region = potential.region  # the stars' region, in the fit's units (kpc for catalogs)
         if replicates is None and len(run_replicates) >= 2:
             replicates = run_replicates
     if replicates is not None and len(replicates) < 2:
