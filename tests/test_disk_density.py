@@ -115,7 +115,7 @@ def test_a_cylinders_faces_are_fitted_not_read_as_the_disk():
     """Stars cut to a cylinder (R <= 0.8, |z| <= 0.45 about the Sun): the fit finds the
     faces (noiseless, so only to within the stars' own extent) and the disk's vertical slope
     0.3 above and below the Sun, where the ball edge of the same radius reads the faces as
-    the disk falling off (off by 0.8-2.6, twice with the wrong sign)."""
+    the disk falling off (off by 0.3-0.9)."""
     x = stars_in_ball(40000, 5)
     u = x - SUN
     x = x[(np.hypot(u[:, 0], u[:, 1]) <= 0.8) & (np.abs(u[:, 2]) <= 0.45)]
@@ -125,7 +125,7 @@ def test_a_cylinders_faces_are_fitted_not_read_as_the_disk():
     assert abs(cylinder.edge_half_height - 0.45) < 0.05 and abs(cylinder.edge - 0.8) < 0.05
     top = SUN + np.array([[0, 0, 0.3], [0, 0, -0.3], [0.3, 0, 0.35]])
     np.testing.assert_allclose(cylinder.grad_log(top)[:, 2], grad_ln_nu(top)[:, 2], atol=0.3)
-    assert np.all(np.abs(ball.grad_log(top)[:, 2] - grad_ln_nu(top)[:, 2]) > 0.5)
+    assert np.abs(ball.grad_log(top)[:, 2] - grad_ln_nu(top)[:, 2]).max() > 0.6
 
 
 def test_too_few_stars_in_the_ball_is_an_error():

@@ -23,6 +23,7 @@ def _randomised(flow: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
 
 
 def test_log_density_integrates_to_one_in_2d():
+    torch.manual_seed(0)  # the flow's initial weights: independent of the tests run before
     flow = _randomised(PhaseSpaceFlow(torch.tensor([0.5, -1.0]), torch.tensor([2.0, 0.5]), SMALL))
     g = torch.linspace(-25, 25, 1001, dtype=torch.float64)
     X, Y = torch.meshgrid(g, g * 0.25 - 1.0, indexing="ij")

@@ -7,10 +7,18 @@ local-disk mock its :math:`d\ln n/dz` at the Sun swings by 20-50% from one 0.1 k
 and what the smooth potential does not average away leaves :math:`K_z` 7-12% strong from 0.25
 to 1.1 kpc (``benchmarks/RESULTS.md``, sections 13 and 25). Here
 
-.. math:: \ln\nu(R, z) = g_\theta\!\left(\frac{R - R_c}{s_R},\ \frac{z^2}{s_z^2}\right),
+.. math:: \ln\nu(R, z) = \sum_{k=0}^{2} c_k\!\left(\frac{z^2}{s_z^2}\right)
+          \left(\frac{R - R_c}{s_R}\right)^k,
 
-g a small smooth (SiLU) MLP, so :math:`\nu` is even in z and flat through the plane by
-construction. It is fitted by maximum likelihood of the stars' positions, with the volume's
+the coefficients :math:`c_k` a small smooth (SiLU) MLP of :math:`z^2`, so :math:`\nu` is even
+in z and flat through the plane by construction, free in its vertical profile and quadratic in
+R at every height. A disk's density changes in R over its scale length (2-3 kpc, and a flare's
+several), so across a survey volume of a kpc or two ln nu is close to linear in R; a network
+free in both R and z let 2^17 stars' noise bend the radial log-slope by up to 0.1 kpc^-1 near a
+small volume's side and take a share of the network's capacity from the vertical profile,
+which sets K_z and the mid-plane density (``benchmarks/RESULTS.md``, section 28).
+
+It is fitted by maximum likelihood of the stars' positions, with the volume's
 edge and the catalog's completeness S (a magnitude limit, :mod:`deeppot_galpy.completeness`)
 in the model, so :math:`\nu` is the density before the selection:
 
@@ -57,6 +65,7 @@ from ..phasespace import FilledVolume
 
 __all__ = ["DiskDensity"]
 
+_RADIAL_DEGREE = 2  # ln nu's polynomial degree in R (module doc)
 _REACH = 1.25  # the uniform points' ball over the volume's 99th-percentile radius
 
 
@@ -68,13 +77,14 @@ class DiskDensity:
 
     def __init__(self, net: nn.Module, R_c: float, s_R: float, s_z: float):
         self.net, self.R_c, self.s_R, self.s_z = net, R_c, s_R, s_z
+        self._powers = torch.arange(_RADIAL_DEGREE + 1, dtype=torch.float64)
         self.edge = self.edge_width = self.edge_half_height = self.edge_faces_width = math.nan
         self.edge_center = np.full(3, math.nan)
 
     def _log_nu(self, x: Tensor) -> Tensor:
         R = torch.sqrt(x[:, 0] ** 2 + x[:, 1] ** 2)
-        features = torch.stack([(R - self.R_c) / self.s_R, (x[:, 2] / self.s_z) ** 2], 1)
-        return self.net(features)[:, 0]
+        coefficients = self.net((x[:, 2:] / self.s_z) ** 2)
+        return (coefficients * ((R - self.R_c) / self.s_R)[:, None] ** self._powers).sum(1)
 
     @classmethod
     def fit(
@@ -116,8 +126,8 @@ class DiskDensity:
         with torch.random.fork_rng():  # the network's initialisation, from the seed alone
             torch.manual_seed(seed)
             net = (
-                nn.Sequential(nn.Linear(2, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU())
-                .append(nn.Linear(hidden, 1))
+                nn.Sequential(nn.Linear(1, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU())
+                .append(nn.Linear(hidden, _RADIAL_DEGREE + 1))
                 .double()
             )
         out = cls(net, float(np.median(R)), float(R.std()), float(np.sqrt(np.mean(x[:, 2] ** 2))))
