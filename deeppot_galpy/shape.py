@@ -33,7 +33,9 @@ rotating disk) gets ``"none"``. The choice and the numbers behind it are recorde
 The DF model ``"auto"`` (:func:`choose_df_model`) follows: a survey volume of a disk (the
 region away from the origin, round about z and rotating: median v_phi above twice its
 dispersion) gets the mixture of velocity ellipsoids (:mod:`deeppot_galpy.df.mixture`), whose
-dispersions follow height more smoothly than a flow's; anything else the conditional flow,
+dispersions follow height more smoothly than a flow's, read at the volume's azimuth so that
+p(v | x) is round about the z axis by construction (``FlowConfig.axisymmetric``,
+:mod:`deeppot_galpy.df.factorised`); anything else the conditional flow,
 which fits a pressure-supported system's velocities (their escape-speed edge, an anisotropy
 that turns) and a whole disk, hot at its centre, better (RESULTS.md, sections 15 and 17).
 """
@@ -159,23 +161,25 @@ MIXTURE_HIDDEN = (256, 256)
 def choose_df_model(x: np.ndarray, v: np.ndarray, symmetry: str, region: dict) -> dict:
     """The DF model ``"auto"`` gives stars at ``x``, ``v`` (N, 3) filling ``region`` whose
     potential has ``symmetry`` (already resolved): ``"mixture"`` for a survey volume of a
-    rotating disk, with hidden layers of :data:`MIXTURE_HIDDEN`, else ``"factorised"``; with
-    the reason and the measures, for ``run.json``."""
+    rotating disk, with hidden layers of :data:`MIXTURE_HIDDEN` and p(v | x) axisymmetric,
+    else ``"factorised"``; with the reason and the measures, for ``run.json``."""
     rotation = rotation_support(x, v)
     local = not is_centred(region)
     disk = symmetry in ("mirror", "axisymmetric") and rotation > _ROTATION and local
     return {
         "model": "mixture" if disk else "factorised",
         "hidden": MIXTURE_HIDDEN if disk else None,
+        "axisymmetric": disk,
         "reason": ("a" if disk else "not a") + " volume of a disk rotating about the z axis",
         "measures": {"median_vphi_over_sigma": rotation, "symmetry": symmetry, "local": local},
     }
 
 
 def chosen_flow(flow: FlowConfig, choice: dict) -> FlowConfig:
-    """``flow`` with the model of a :func:`choose_df_model` ``choice`` and its hidden layers,
-    unless ``flow.hidden`` is set to other than its default (a width set by hand stays)."""
+    """``flow`` with the model of a :func:`choose_df_model` ``choice``, its hidden layers
+    (unless ``flow.hidden`` is set to other than its default: a width set by hand stays) and
+    its ``axisymmetric``."""
     hidden = choice["hidden"]
     if hidden is None or flow.hidden != type(flow).hidden:
         hidden = flow.hidden
-    return replace(flow, model=choice["model"], hidden=hidden)
+    return replace(flow, model=choice["model"], hidden=hidden, axisymmetric=choice["axisymmetric"])

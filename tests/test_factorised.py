@@ -195,3 +195,61 @@ def test_velocity_mixture_samples_follow_it(mixture):
             return (w.numpy() * stats.norm.cdf((t[:, None] - mu.numpy()) / sd.numpy())).sum(1)
 
         assert stats.kstest((u @ axis).numpy(), cdf).pvalue > 1e-3
+
+
+def _turn(a: np.ndarray, angle: np.ndarray) -> np.ndarray:
+    """Vectors a (N, 3) rotated about the z axis by angle (N,)."""
+    c, s = np.cos(angle), np.sin(angle)
+    return np.stack([c * a[:, 0] - s * a[:, 1], s * a[:, 0] + c * a[:, 1], a[:, 2]], 1)
+
+
+@pytest.fixture(scope="module")
+def disk_mixture() -> FactorisedFlow:
+    """An axisymmetric mixture about a data centre 8 kpc from the axis, at azimuth 2.5."""
+    torch.manual_seed(3)
+    mean = torch.tensor([8.0 * np.cos(2.5), 8.0 * np.sin(2.5), 0.0, -150.0, -120.0, 0.0])
+    scale = torch.tensor([0.5, 0.5, 0.3, 30.0, 30.0, 20.0])
+    config = replace(SMALL, model="mixture", components=3, axisymmetric=True)
+    return _randomised(FactorisedFlow(mean, scale, config)).double()
+
+
+def test_an_axisymmetric_velocity_model_is_the_same_at_every_azimuth(disk_mixture):
+    """ln p(v | x) is unchanged when the star and its velocity turn about the z axis, and
+    the same network read in Cartesian axes is not."""
+    rng = np.random.default_rng(0)
+    eta = disk_mixture.sample(256).numpy()
+    angle = rng.uniform(-np.pi, np.pi, len(eta))
+    turned = np.hstack([_turn(eta[:, :3], angle), _turn(eta[:, 3:], angle)])
+    config = replace(disk_mixture.config, axisymmetric=False)
+    cartesian = FactorisedFlow(disk_mixture.mean, disk_mixture.scale, config).double()
+    cartesian.load_state_dict(disk_mixture.state_dict())
+    with torch.no_grad():
+        for model, same in ((disk_mixture, True), (cartesian, False)):
+            before, after = (model.log_prob_parts(torch.as_tensor(e))[1] for e in (eta, turned))
+            assert torch.allclose(before, after, atol=1e-9) is same
+
+
+def test_an_axisymmetric_velocity_model_samples_and_normalises_at_any_azimuth(disk_mixture):
+    """Velocities sampled at a star's azimuth are the centre's mixture turned there (each
+    axis against draws made in the centre's frame and turned here), and p(v | x) integrates
+    to one half a turn away from the centre."""
+    torch.manual_seed(4)
+    eta = disk_mixture.sample(4000).numpy()
+    angle = np.arctan2(eta[:, 1], eta[:, 0]) - 2.5  # each star's azimuth from the centre's
+    y = (_turn(eta[:, :3], -angle) - disk_mixture.mean[:3].numpy()) / disk_mixture.scale[:3].numpy()
+    with torch.no_grad():
+        u = disk_mixture.mixture.sample(torch.as_tensor(y)).numpy()
+    v = _turn(u * disk_mixture.scale[3:].numpy() + disk_mixture.mean[3:].numpy(), angle)
+    for axis in range(3):
+        assert stats.ks_2samp(eta[:, 3 + axis], v[:, axis]).pvalue > 1e-3
+    n = 2**15
+    x = torch.tensor([8.0 * np.cos(2.5 + np.pi), 8.0 * np.sin(2.5 + np.pi), 0.1]).double()
+    centre = -disk_mixture.mean[3:]  # the mean velocity turned half a turn
+    proposal = torch.distributions.MultivariateNormal(
+        centre, 9 * torch.diag(disk_mixture.scale[3:]) ** 2
+    )
+    vel = proposal.sample((n,))
+    with torch.no_grad():
+        log_p = disk_mixture.log_prob_parts(torch.cat([x.expand(n, 3), vel], 1))[1]
+    ratio = torch.exp(log_p - proposal.log_prob(vel))
+    assert ratio.mean().item() == pytest.approx(1.0, abs=max(0.03, 4 * ratio.std().item() / n**0.5))

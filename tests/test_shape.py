@@ -71,7 +71,10 @@ def _volume(n: int = 2**13, seed: int = 2) -> tuple[np.ndarray, np.ndarray]:
 
 def test_the_mixture_of_ellipsoids_is_chosen_for_a_disk_volume_only(plummer):
     def chosen(x, v, symmetry):
-        return choose_df_model(x, v, symmetry, PhaseSpace(x, v).region())["model"]
+        choice = choose_df_model(x, v, symmetry, PhaseSpace(x, v).region())
+        # read at one azimuth (axisymmetric) exactly where the mixture is chosen
+        assert choice["axisymmetric"] == (choice["model"] == "mixture")
+        return choice["model"]
 
     x, v = _volume()
     rotating = v + [0.0, 220.0, 0.0]

@@ -24,6 +24,20 @@ weights, means and shapes are an MLP of position (:mod:`.mixture`).
 
 A spatial selection (magnitude limit, survey volume) changes n(x) but not p(v | x).
 
+With ``axisymmetric`` (a survey volume of a disk) p is read in the frame of the data centre's
+azimuth :math:`\phi_c`: each star's position and velocity are first rotated about the z axis
+by :math:`\phi_c - \phi`,
+
+.. math:: p(\vec v \mid \vec x) = p_\theta\bigl(\mathsf R_{\phi_c - \phi}\,\vec v \mid
+          \mathsf R_{\phi_c - \phi}\,\vec x\bigr),
+
+so p depends on (R, z) and the velocity's cylindrical components only, and is the same at
+every azimuth by construction (a rotation keeps volumes, so no Jacobian enters). A survey
+volume cannot be augmented by rotations about the Galactic centre (they move it off itself,
+:mod:`.augment`), and without this the network must learn from the stars how the mean
+velocity turns with azimuth across the volume, which is what holds the radial force through
+the centrifugal term :math:`v_\phi^2 / R` of the CBE (``benchmarks/RESULTS.md``, section 28).
+
 References:
     Buckley, Lim, Putney & Shih 2023, arXiv:2205.01129; Kalda & Green 2026, arXiv:2512.02115.
 """
@@ -90,11 +104,26 @@ class FactorisedFlow(nn.Module):
 
     def log_prob_parts(self, eta: Tensor) -> tuple[Tensor, Tensor]:
         """ln n(x) and ln p(v | x) in the model's units, eta (N, 6)."""
-        z = (eta - self.mean) / self.scale
-        y, u = z[:, :3], z[:, 3:]
+        y = (eta[:, :3] - self.mean[:3]) / self.scale[:3]
         log_n = self.positions().log_prob(y) - torch.log(self.scale[:3]).sum()
-        log_p = self._log_p_standardised(u, y) - torch.log(self.scale[3:]).sum()
+        z = (self._velocity_frame(eta, 1) - self.mean) / self.scale
+        log_p = self._log_p_standardised(z[:, 3:], z[:, :3]) - torch.log(self.scale[3:]).sum()
         return log_n, log_p
+
+    def _velocity_frame(self, eta: Tensor, sign: int) -> Tensor:
+        """eta (N, 6), position and velocity, rotated about the z axis by sign (phi_c - phi),
+        phi the azimuth of eta's position and phi_c the data centre's, when ``axisymmetric``
+        (module doc); else eta itself. With the star's own position, ``sign`` -1 takes a
+        velocity read in the centre's frame back to the star's."""
+        if not self.config.axisymmetric:
+            return eta
+        angle = sign * (torch.atan2(self.mean[1], self.mean[0]) - torch.atan2(eta[:, 1], eta[:, 0]))
+        c, s = torch.cos(angle), torch.sin(angle)
+
+        def turn(a: Tensor) -> Tensor:
+            return torch.stack([c * a[:, 0] - s * a[:, 1], s * a[:, 0] + c * a[:, 1], a[:, 2]], 1)
+
+        return torch.cat([turn(eta[:, :3]), turn(eta[:, 3:])], 1)
 
     def _log_p_standardised(self, u: Tensor, y: Tensor) -> Tensor:
         if self.config.model == "mixture":
@@ -112,11 +141,15 @@ class FactorisedFlow(nn.Module):
     @torch.no_grad()
     def sample(self, n: int) -> Tensor:
         """n phase-space points (n, 6) in the model's units: x from n(x), then v from p(v | x)."""
-        y = self.positions().sample((n,))
+        x = self.positions().sample((n,)) * self.scale[:3] + self.mean[:3]
+        turned = self._velocity_frame(torch.cat([x, torch.zeros_like(x)], 1), 1)[:, :3]
+        y = (turned - self.mean[:3]) / self.scale[:3]
         if self.config.model == "mixture":
             u = self.mixture.sample(y)
         else:
             w = self.velocities(position_features(y)).sample()
             m, s = self.ellipsoid(y)
             u = m + (torch.linalg.matrix_exp(s) @ w[:, :, None])[:, :, 0]
-        return torch.cat([y, u], dim=1) * self.scale + self.mean
+        v = u * self.scale[3:] + self.mean[3:]
+        back = self._velocity_frame(torch.cat([x, v], 1), -1)
+        return torch.cat([x, back[:, 3:]], 1)

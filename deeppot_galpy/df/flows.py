@@ -45,7 +45,10 @@ class FlowConfig:
     with p a conditional flow, or ``"mixture"``, the same with p a mixture of ``components``
     Gaussian velocity ellipsoids (:class:`~deeppot_galpy.df.mixture.VelocityMixture`);
     ``"auto"`` (the presets'), one of the last two chosen from the stars before training
-    (:func:`~deeppot_galpy.shape.choose_df_model`).
+    (:func:`~deeppot_galpy.shape.choose_df_model`). ``axisymmetric`` makes a factorised
+    model's p(v | x) exactly invariant under rotations about the z axis
+    (:class:`~deeppot_galpy.df.factorised.FactorisedFlow`); ``"auto"`` sets it for a survey
+    volume of a disk.
     """
 
     steps: int = 6  # 6 beat 4 on grad ln f and the core at equal wall time (RESULTS.md)
@@ -54,12 +57,15 @@ class FlowConfig:
     bound: float = 5.0  # spline domain [-bound, bound] in standardised units; identity outside
     model: str = "joint"
     components: int = 8  # velocity ellipsoids of the "mixture" model
+    axisymmetric: bool = False
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
             raise ValueError(f"unknown DF model {self.model!r}; use one of {MODELS}")
         if self.components < 1:
             raise ValueError(f"the mixture needs components >= 1, got {self.components}")
+        if self.axisymmetric and not self.factorised:
+            raise ValueError("axisymmetric needs a factorised DF model (factorised or mixture)")
 
     @property
     def factorised(self) -> bool:
