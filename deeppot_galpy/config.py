@@ -16,7 +16,9 @@ A config file starts from a preset and overrides any setting; CLI flags override
     [flow]                     # FlowConfig: steps, bins, hidden, bound,
                                #   model (auto | joint | factorised: n(x) p(v|x) | mixture: the
                                #   same with p a mixture of velocity ellipsoids; the presets':
-                               #   auto, chosen from the stars, deeppot_galpy.shape), components
+                               #   auto, chosen from the stars, deeppot_galpy.shape), components,
+                               #   axisymmetric (p(v|x) read at the data's azimuth; auto sets it
+                               #   for a disk's survey volume)
     [flow_training]            # FlowTraining: epochs, batch_size, lr, weight_decay, val_fraction,
                                #   patience, time_budget_s (0: none), bootstrap,
                                #   augment (random moves by the potential's symmetry)
