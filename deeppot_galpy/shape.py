@@ -177,9 +177,10 @@ def choose_df_model(x: np.ndarray, v: np.ndarray, symmetry: str, region: dict) -
 
 def chosen_flow(flow: FlowConfig, choice: dict) -> FlowConfig:
     """``flow`` with the model of a :func:`choose_df_model` ``choice``, its hidden layers
-    (unless ``flow.hidden`` is set to other than its default: a width set by hand stays) and
-    its ``axisymmetric``."""
+    (unless ``flow.hidden`` is set to other than its default) and its ``axisymmetric`` (or
+    ``flow``'s, when set): what is set by hand stays."""
     hidden = choice["hidden"]
     if hidden is None or flow.hidden != type(flow).hidden:
         hidden = flow.hidden
-    return replace(flow, model=choice["model"], hidden=hidden, axisymmetric=choice["axisymmetric"])
+    axisymmetric = flow.axisymmetric or choice["axisymmetric"]
+    return replace(flow, model=choice["model"], hidden=hidden, axisymmetric=axisymmetric)

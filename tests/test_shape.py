@@ -109,3 +109,6 @@ def test_a_disk_volumes_mixture_is_widened_unless_its_width_is_set(plummer):
     assert resolved(volume, "mirror", hidden=(64, 64))[0].flow.hidden == (64, 64)
     sphere = resolved(plummer, "spherical")[0].flow
     assert (sphere.model, sphere.hidden) == ("factorised", FlowConfig.hidden)
+    # the azimuth frame: set for the disk's volume, not for the sphere unless set by hand
+    assert config.flow.axisymmetric and not sphere.axisymmetric
+    assert resolved(plummer, "spherical", axisymmetric=True)[0].flow.axisymmetric
