@@ -206,10 +206,11 @@ def test_run_records_place_the_sun_and_the_truth(tmp_path):
 
 def test_k_z_beyond_the_fitted_volume_is_flagged(tmp_path, recwarn):
     """A run fitted in a cylinder |z| <= 0.5 kpc about the Sun: K_z asked for up to 0.8 kpc
-    warns that it is extrapolated above 0.5 kpc; up to 0.4 kpc it does not."""
+    warns that it is extrapolated above 0.5 kpc; up to 0.4 kpc it does not. ``outside_fit``
+    (which the local-disk benchmark scores with) marks the same heights."""
     import torch
 
-    from deeppot_galpy.local import local_quantities
+    from deeppot_galpy.local import local_quantities, outside_fit
     from deeppot_galpy.potential import PotentialNet
     from deeppot_galpy.rundir import RunDir
     from deeppot_galpy.units import Units
@@ -227,6 +228,9 @@ def test_k_z_beyond_the_fitted_volume_is_flagged(tmp_path, recwarn):
     recwarn.clear()
     local_quantities(tmp_path, z_max=0.4 * u.kpc, n_z=9)
     assert not [w for w in recwarn if "K_z above" in str(w.message)]
+    z = np.linspace(-0.8, 0.8, 17) * u.kpc
+    outside = outside_fit(region, 8.3 * u.kpc, np.pi * u.rad, z)
+    assert outside[np.abs(z.value) > 0.55].all() and not outside[np.abs(z.value) < 0.45].any()
 
 
 def test_a_demo_runs_record_rebuilds_its_mock(tmp_path):

@@ -67,6 +67,7 @@ __all__ = [
     "galpy_quantity",
     "load_run",
     "local_quantities",
+    "outside_fit",
     "run_truth",
     "sun_cyl",
     "with_kz_systematic",
@@ -336,21 +337,27 @@ def run_truth(run_dir: str | os.PathLike) -> Any:
         return None
 
 
-def _warn_outside_fit(region: dict, R0: u.Quantity, phi0: u.Quantity, z: u.Quantity) -> None:
-    """Warn where the K_z column leaves the volume the potential was fitted in (the trimmed
-    survey volume of :meth:`PhaseSpace.region <deeppot_galpy.phasespace.PhaseSpace.region>`,
-    in kpc): no CBE point lies there, and K_z is the network's extrapolation."""
+def outside_fit(region: dict, R0: u.Quantity, phi0: u.Quantity, z: u.Quantity) -> np.ndarray:
+    """True where the K_z column at (R0, phi0) leaves, at the heights z, the volume the
+    potential was fitted in (the trimmed survey volume of :meth:`PhaseSpace.region
+    <deeppot_galpy.phasespace.PhaseSpace.region>`, in kpc): no CBE point lies there, and K_z
+    is the network's extrapolation."""
     r, phi = R0.to_value(u.kpc), phi0.to_value(u.rad)
     zs = z.to_value(u.kpc)
     column = np.stack(
         [np.full(len(zs), r * math.cos(phi)), np.full(len(zs), r * math.sin(phi)), zs], 1
     )
-    outside = FilledVolume.of(region, trimmed=True).depth(column) < 0
+    return FilledVolume.of(region, trimmed=True).depth(column) < 0
+
+
+def _warn_outside_fit(region: dict, R0: u.Quantity, phi0: u.Quantity, z: u.Quantity) -> None:
+    """Warn where :func:`outside_fit`."""
+    outside = outside_fit(region, R0, phi0, z)
     if outside.any():
         warnings.warn(
-            f"K_z above |z| = {np.abs(zs[outside]).min():.2f} kpc is outside the volume the "
-            "potential was fitted in (the survey volume less its rim): there it is the "
-            "network's extrapolation",
+            f"K_z above |z| = {np.abs(z.to_value(u.kpc)[outside]).min():.2f} kpc is outside the "
+            "volume the potential was fitted in (the survey volume less its rim): there it is "
+            "the network's extrapolation",
             stacklevel=3,
         )
 
