@@ -351,7 +351,7 @@ def outside_fit(region: dict, R0: u.Quantity, phi0: u.Quantity, z: u.Quantity) -
 
 
 def _warn_outside_fit(region: dict, R0: u.Quantity, phi0: u.Quantity, z: u.Quantity) -> None:
-    """Warn where :func:`outside_fit`."""
+    """Warn if the K_z column is :func:`outside_fit` at any of the heights z."""
     outside = outside_fit(region, R0, phi0, z)
     if outside.any():
         warnings.warn(
