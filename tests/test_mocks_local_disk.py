@@ -87,6 +87,23 @@ def test_sampling_is_exact():
         assert err < 0.03 * abs(is_mean), name  # the check is sharp enough to mean something
 
 
+def test_df_ignores_the_models_physical_outputs(mock, stars, monkeypatch):
+    """galpy's Milky Way models with physical outputs on (Irrgang13, McMillan17) give the DF
+    in the model's natural units: the same ln f as a copy of the model with them off."""
+    import copy
+
+    from galpy.potential import mwpotentials, turn_physical_on
+
+    physical = copy.deepcopy(mock.galpy_potential())
+    turn_physical_on(physical, ro=mock.ro, vo=mock.vo)
+    monkeypatch.setattr(mwpotentials, "PhysicalMW14", physical, raising=False)
+    other = LocalDisk(potential="PhysicalMW14")
+    x, v = stars.x[:50], galpy_frame(stars.x[:50], stars.v[:50])
+    ln_f = [m._log_df(m._dfs()[0], x, v) for m in (mock, other)]
+    assert np.all(np.isfinite(ln_f[0]))
+    np.testing.assert_allclose(ln_f[1], ln_f[0], rtol=1e-8, atol=1e-8)
+
+
 def test_sampler_refuses_a_tiny_acceptance(mock, monkeypatch):
     # one proposal in a thousand carries the DF: the envelope accepts ~1e-3 / 1.3 of them
     def spiky(df, x, v):

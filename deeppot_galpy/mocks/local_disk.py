@@ -45,6 +45,7 @@ whole disk, of which under 1% (h_R = 2.6 kpc) end within the volume.
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from dataclasses import asdict, dataclass
@@ -114,7 +115,7 @@ class LocalDisk(MockSystem):
         score_fraction: float = 2.0 / 3.0,
         envelope_margin: float = 1.3,
     ):
-        from galpy.potential import mwpotentials
+        from galpy.potential import mwpotentials, turn_physical_off
         from galpy.util.conversion import get_physical
 
         if not (radius_kpc > 0 and 0 <= thick_fraction <= 1 and 0 < score_fraction <= 1):
@@ -142,6 +143,11 @@ class LocalDisk(MockSystem):
         self.envelope_margin = float(envelope_margin)
         phys = get_physical(self.pot)
         self.ro, self.vo = float(phys["ro"]), float(phys["vo"])
+        # galpy's DFs return actions in kpc km/s where the potential has its physical outputs
+        # on (Irrgang13, McMillan17, ...): ln f off by 10^3-10^8 and no proposal accepted.
+        # The sampler works in natural units, on a copy, so the model stays as galpy gives it
+        self._natural = copy.deepcopy(self.pot)
+        turn_physical_off(self._natural)
         self.sun = sun_position(self.frame)
         R_sun = float(np.hypot(*self.sun[:2]))
         self.r_range = (R_sun - self.radius, R_sun + self.radius)
@@ -200,8 +206,8 @@ class LocalDisk(MockSystem):
         from galpy.df import quasiisothermaldf
 
         R_sun = math.hypot(*self.sun[:2]) / self.ro
-        delta = estimateDeltaStaeckel(self.pot, R_sun, 0.0)
-        aA = actionAngleStaeckel(pot=self.pot, delta=delta, c=True)
+        delta = estimateDeltaStaeckel(self._natural, R_sun, 0.0)
+        aA = actionAngleStaeckel(pot=self._natural, delta=delta, c=True)
         ro, vo = self.ro, self.vo
         return [
             quasiisothermaldf(
@@ -210,7 +216,7 @@ class LocalDisk(MockSystem):
                 c.sigma_z / vo,
                 c.h_sigma_R / ro,
                 c.h_sigma_z / ro,
-                pot=self.pot,
+                pot=self._natural,
                 aA=aA,
                 cutcounter=True,
                 refr=R_sun,
@@ -246,7 +252,7 @@ class LocalDisk(MockSystem):
     def _sample_component(self, df, c: DiskComponent, n: int, rng: np.random.Generator):
         from galpy.potential import vcirc
 
-        v_c = float(vcirc(self.pot, math.hypot(*self.sun[:2]) / self.ro, use_physical=False))
+        v_c = float(vcirc(self._natural, math.hypot(*self.sun[:2]) / self.ro))
         # Pilot 1, broad: the DF's mean |z| and velocity moments by importance weights.
         prop = (1.0, (0.0, v_c * self.vo, 0.0), 1.6 * np.array([c.sigma_R, c.sigma_R, c.sigma_z]))
         x, v, ln_g = self._propose(_PILOT, rng, *prop)
