@@ -24,12 +24,21 @@ def _randomised(flow: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     return flow
 
 
-@pytest.fixture(scope="module")
-def flow() -> FactorisedFlow:
+def _factorised(config: FlowConfig) -> FactorisedFlow:
     torch.manual_seed(0)  # initial weights independent of the tests run before
     mean = torch.tensor([0.5, -1.0, 0.0, 10.0, 0.0, -5.0])
     scale = torch.tensor([2.0, 1.0, 0.5, 30.0, 20.0, 10.0])
-    return _randomised(FactorisedFlow(mean, scale, SMALL)).double()
+    return _randomised(FactorisedFlow(mean, scale, config)).double()
+
+
+@pytest.fixture(scope="module")
+def flow() -> FactorisedFlow:
+    return _factorised(SMALL)
+
+
+@pytest.fixture(scope="module")
+def speed_flow() -> FactorisedFlow:
+    return _factorised(replace(SMALL, speed_profile=True))
 
 
 def test_velocity_distribution_is_normalised_at_each_position(flow):
@@ -55,14 +64,18 @@ def test_velocity_distribution_is_normalised_at_each_position(flow):
         assert w.mean().item() == pytest.approx(1.0, abs=max(0.02, 4 * w.std().item() / n**0.5))
 
 
-def test_samples_follow_the_density(flow):
+@pytest.mark.parametrize("name", ["flow", "speed_flow"])
+def test_samples_follow_the_density(name, request):
     """Samples pushed forward through the model's own maps are standard normal."""
+    flow = request.getfixturevalue(name)
     eta = flow.sample(4000).double()
     z = (eta - flow.mean) / flow.scale
     y, u = z[:, :3], z[:, 3:]
     with torch.no_grad():
         m, s = flow.ellipsoid(y)
         w = (torch.linalg.matrix_exp(-s) @ (u - m)[:, :, None])[:, :, 0]
+        if flow.config.speed_profile:
+            w, _ = flow.speed(w, y)
         base = flow.velocities(position_features(y)).transform(w)
         base_x = flow.positions().transform(y)
     for axis in torch.cat([base, base_x], 1).T:
@@ -87,9 +100,13 @@ def test_ellipsoid_follows_the_radius_vector():
     assert cov[2, 2] == pytest.approx(1.0, rel=0.05)
 
 
-@pytest.mark.parametrize("model", ["factorised", "mixture"])
+@pytest.mark.parametrize("model", ["factorised", "mixture", "speed_profile"])
 def test_ensemble_round_trip_keeps_the_model(model):
-    config = replace(SMALL, model=model)
+    config = (
+        replace(SMALL, speed_profile=True)
+        if model == "speed_profile"
+        else replace(SMALL, model=model)
+    )
     ens = FlowEnsemble.from_metadata(
         {"k": 2, "config": config.to_dict(), "mean": [0.0] * 6, "scale": [1.0] * 6}
     )
@@ -100,6 +117,24 @@ def test_ensemble_round_trip_keeps_the_model(model):
     again.load_state_dict(ens.state_dict())
     eta = torch.randn(64, 6)
     torch.testing.assert_close(again.log_prob(eta), ens.log_prob(eta))
+
+
+def test_the_speed_profile_is_invertible_and_old_files_load_without_it(speed_flow):
+    """Its inverse, and its ln |det| against autograd's (with the base density's normalisation
+    and the ellipsoid's, which the importance-sampling test above checks, p stays normalised)."""
+    flow = speed_flow
+    torch.manual_seed(2)
+    w, y = 2.0 * torch.randn(256, 3, dtype=torch.float64), torch.randn(256, 3, dtype=torch.float64)
+    reshaped, ladj = flow.speed(w, y)
+    assert (reshaped - w).abs().max() > 0.05  # it does something
+    torch.testing.assert_close(flow.speed.inverse(reshaped, y), w)
+    for i in range(4):  # ln |det| against autograd's Jacobian
+        jac = torch.autograd.functional.jacobian(
+            lambda a, at=y[i : i + 1]: flow.speed(a[None], at)[0][0], w[i]
+        )
+        torch.testing.assert_close(ladj[i], torch.linalg.slogdet(jac)[1])
+    old = {k: v for k, v in SMALL.to_dict().items() if k != "speed_profile"}
+    assert not FlowConfig.from_dict(old).speed_profile
 
 
 def test_unknown_model_is_refused():

@@ -48,7 +48,9 @@ class FlowConfig:
     (:func:`~deeppot_galpy.shape.choose_df_model`). ``axisymmetric`` makes a factorised
     model's p(v | x) exactly invariant under rotations about the z axis
     (:class:`~deeppot_galpy.df.factorised.FactorisedFlow`); ``"auto"`` sets it for a survey
-    volume of a disk.
+    volume of a disk. ``speed_profile`` puts a spline of the whitened speed in front of the
+    factorised model's conditional flow (:class:`~deeppot_galpy.df.factorised.SpeedProfile`);
+    the other models have no use for it. Files written before it existed load without it.
     """
 
     steps: int = 6  # 6 beat 4 on grad ln f and the core at equal wall time (RESULTS.md)
@@ -58,6 +60,7 @@ class FlowConfig:
     model: str = "joint"
     components: int = 8  # velocity ellipsoids of the "mixture" model
     axisymmetric: bool = False
+    speed_profile: bool = False
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -79,6 +82,7 @@ class FlowConfig:
     def from_dict(cls, d: dict) -> FlowConfig:
         d = dict(d)
         d["hidden"] = tuple(d.get("hidden", cls.hidden))
+        d.setdefault("speed_profile", False)
         return cls(**d)
 
 
