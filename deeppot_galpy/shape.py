@@ -162,7 +162,8 @@ def choose_df_model(x: np.ndarray, v: np.ndarray, symmetry: str, region: dict) -
     """The DF model ``"auto"`` gives stars at ``x``, ``v`` (N, 3) filling ``region`` whose
     potential has ``symmetry`` (already resolved): ``"mixture"`` for a survey volume of a
     rotating disk, with hidden layers of :data:`MIXTURE_HIDDEN` and p(v | x) axisymmetric,
-    else ``"factorised"``; with the reason and the measures, for ``run.json``."""
+    else ``"factorised"``, with a spline of the speed for a spherical potential; with the
+    reason and the measures, for ``run.json``."""
     rotation = rotation_support(x, v)
     local = not is_centred(region)
     disk = symmetry in ("mirror", "axisymmetric") and rotation > _ROTATION and local
@@ -170,6 +171,10 @@ def choose_df_model(x: np.ndarray, v: np.ndarray, symmetry: str, region: dict) -
         "model": "mixture" if disk else "factorised",
         "hidden": MIXTURE_HIDDEN if disk else None,
         "axisymmetric": disk,
+        # a round velocity distribution's radial profile (RESULTS.md, section 30: the Plummer
+        # core's force, better on two draws, the anisotropic spheres even; the whole
+        # Miyamoto-Nagai disk's K_z worse, 3.9% -> 5.7%, so not for disks)
+        "speed_profile": symmetry == "spherical",
         "reason": ("a" if disk else "not a") + " volume of a disk rotating about the z axis",
         "measures": {"median_vphi_over_sigma": rotation, "symmetry": symmetry, "local": local},
     }
@@ -177,10 +182,15 @@ def choose_df_model(x: np.ndarray, v: np.ndarray, symmetry: str, region: dict) -
 
 def chosen_flow(flow: FlowConfig, choice: dict) -> FlowConfig:
     """``flow`` with the model of a :func:`choose_df_model` ``choice``, its hidden layers
-    (unless ``flow.hidden`` is set to other than its default) and its ``axisymmetric`` (or
-    ``flow``'s, when set): what is set by hand stays."""
+    (unless ``flow.hidden`` is set to other than its default), its ``axisymmetric`` and its
+    ``speed_profile`` (or ``flow``'s, when set): what is set by hand stays."""
     hidden = choice["hidden"]
     if hidden is None or flow.hidden != type(flow).hidden:
         hidden = flow.hidden
-    axisymmetric = flow.axisymmetric or choice["axisymmetric"]
-    return replace(flow, model=choice["model"], hidden=hidden, axisymmetric=axisymmetric)
+    return replace(
+        flow,
+        model=choice["model"],
+        hidden=hidden,
+        axisymmetric=flow.axisymmetric or choice["axisymmetric"],
+        speed_profile=flow.speed_profile or choice.get("speed_profile", False),
+    )

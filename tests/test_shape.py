@@ -74,6 +74,8 @@ def test_the_mixture_of_ellipsoids_is_chosen_for_a_disk_volume_only(plummer):
         choice = choose_df_model(x, v, symmetry, PhaseSpace(x, v).region())
         # read at one azimuth (axisymmetric) exactly where the mixture is chosen
         assert choice["axisymmetric"] == (choice["model"] == "mixture")
+        # the speed's spline for a sphere's round velocities alone
+        assert choice["speed_profile"] == (symmetry == "spherical")
         return choice["model"]
 
     x, v = _volume()

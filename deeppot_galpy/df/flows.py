@@ -50,7 +50,8 @@ class FlowConfig:
     (:class:`~deeppot_galpy.df.factorised.FactorisedFlow`); ``"auto"`` sets it for a survey
     volume of a disk. ``speed_profile`` puts a spline of the whitened speed in front of the
     factorised model's conditional flow (:class:`~deeppot_galpy.df.factorised.SpeedProfile`);
-    the other models have no use for it. Files written before it existed load without it.
+    the other models have no use for it, and ``"auto"`` sets it for a spherical potential.
+    Files written before it existed load without it.
     """
 
     steps: int = 6  # 6 beat 4 on grad ln f and the core at equal wall time (RESULTS.md)
