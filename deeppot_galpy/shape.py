@@ -192,5 +192,5 @@ def chosen_flow(flow: FlowConfig, choice: dict) -> FlowConfig:
         model=choice["model"],
         hidden=hidden,
         axisymmetric=flow.axisymmetric or choice["axisymmetric"],
-        speed_profile=flow.speed_profile or choice.get("speed_profile", False),
+        speed_profile=flow.speed_profile or choice["speed_profile"],
     )

@@ -21,7 +21,7 @@ not Gaussian. With ``speed_profile`` a monotone spline T of the whitened speed's
 next (:class:`SpeedProfile`), :math:`\vec w \to \vec w\, e^{T(\ln|\vec w|) - \ln|\vec w|}`:
 a sphere's velocity distribution is round but far from Gaussian in its radial profile (a
 Plummer sphere's ends at the escape speed), which the coupling layers, each bending one or two
-axes, followed only in part: below a fifth of the escape speed their d ln f / dv was 11-16%
+axes, followed only in part: below a fifth of the escape speed their d ln f / dv was 10-16%
 steep, above nine tenths of it 11-24% shallow, the CBE read a force 4-10% weak, and only the
 Jeans moments, few at the centre, pulled it back (``benchmarks/RESULTS.md``, section 30).
 grad ln f comes by autograd through all of it.
