@@ -18,7 +18,8 @@ A config file starts from a preset and overrides any setting; CLI flags override
                                #   same with p a mixture of velocity ellipsoids; the presets':
                                #   auto, chosen from the stars, deeppot_galpy.shape), components,
                                #   axisymmetric (p(v|x) read at the data's azimuth; auto sets it
-                               #   for a disk's survey volume)
+                               #   for a disk's survey volume), speed_profile (a spline of the
+                               #   speed before p(v|x); auto sets it for a spherical potential)
     [flow_training]            # FlowTraining: epochs, batch_size, lr, weight_decay, val_fraction,
                                #   patience, time_budget_s (0: none), bootstrap,
                                #   augment (random moves by the potential's symmetry)
