@@ -162,8 +162,7 @@ def run_system(name: str, args: argparse.Namespace) -> dict:
 
 def markdown(rows: list[dict]) -> str:
     lines = [
-        "| system | force err (median / p90) | density err "
-        "| radial bins of F / F_true - 1 (%) |",
+        "| system | force err (median / p90) | density err | radial bins of F / F_true - 1 (%) |",
         "|---|---|---|---|",
     ]
     for row in rows:
