@@ -24,7 +24,10 @@ system              DF (galpy) and potential                                 sco
 =================== ======================================================= ===============
 
     python benchmarks/held_out.py --systems tangential,om_tracers --out runs/held_out
-    python benchmarks/held_out.py --systems om_tracers --config noslp.toml --out runs/ho_b
+    python benchmarks/held_out.py --systems om_tracers --config alt.toml --out runs/held_out_alt
+
+(``alt.toml``: any ``deeppot fit`` config, e.g. ``[flow] model = "factorised"`` to leave the
+spline of the speed off; compare two ``--out`` directories fitted on the same catalogs' seed.)
 
 Prints one JSON record per system and a Markdown table (``--markdown FILE`` writes it).
 """
