@@ -161,3 +161,49 @@ def test_spherical_symmetry_averages_out_gradient_noise(plummer_points):
         net, _ = fit_potential(points, cfg, progress=False)
         err[symmetry] = potential_metrics(net, m, held, r_range=(0.1, 3.0))["force_err_median"]
     assert err["spherical"] < 0.5 * err["none"], err  # measured: 0.9% against 6.8%
+
+
+def _shells(radius_at_fraction, n: int = 2**16) -> np.ndarray:
+    """n positions of a sphere whose enclosed fraction f lies at ``radius_at_fraction(f)``."""
+    rng = np.random.default_rng(4)
+    u = rng.normal(size=(n, 3))
+    return u / np.linalg.norm(u, axis=1)[:, None] * radius_at_fraction(rng.random(n))[:, None]
+
+
+@pytest.mark.parametrize(
+    "radius_at_fraction",
+    [
+        lambda f: np.sqrt(f) / (1 - np.sqrt(f)),  # Hernquist, M(<r) = r^2 / (1 + r)^2
+        lambda f: (f ** (-2 / 3) - 1) ** -0.5,  # Plummer, M(<r) = r^3 / (1 + r^2)^(3/2)
+    ],
+    ids=["hernquist", "plummer"],
+)
+def test_inner_density_slope_against_the_mass_profile(radius_at_fraction):
+    """The stars' slope is N(<r)'s between the 0.5% and 2% radii of the analytic profile:
+    1.2 for Hernquist's cusp, 0.14 for Plummer's core."""
+    from deeppot_galpy.potential import inner_density_slope
+
+    r_a, r_b = radius_at_fraction(np.array([0.005, 0.02]))
+    truth = 3 - np.log(4) / np.log(r_b / r_a)
+    assert inner_density_slope(_shells(radius_at_fraction)) == pytest.approx(truth, abs=0.04)
+
+
+def test_cbe_time_scale_follows_a_cusp_only_in_a_spherical_fit():
+    """q = gamma / 2 of the stars in a spherical fit if they have a cusp (the dynamical time
+    there), 0 for a core, in any other fit or when given; the scale is L / sigma at the median
+    softened radius."""
+    from deeppot_galpy.potential import cbe_time_power, cbe_time_scales
+
+    x = _shells(lambda f: np.sqrt(f) / (1 - np.sqrt(f)))
+    spherical = PotentialTraining(config=PotentialConfig(symmetry="spherical"))
+    assert cbe_time_power(spherical, x) == pytest.approx(0.6, abs=0.04)
+    assert cbe_time_power(spherical, _shells(lambda f: (f ** (-2 / 3) - 1) ** -0.5)) == 0
+    assert cbe_time_power(PotentialTraining(config=PotentialConfig(symmetry="none")), x) == 0
+    given = PotentialTraining(cbe_time_slope=0.0, config=PotentialConfig(symmetry="spherical"))
+    assert cbe_time_power(given, x) == 0
+    assert cbe_time_scales(_t(x), 2.0, 4.0, 0.0) == 0.5
+    t = cbe_time_scales(_t(x), 2.0, 4.0, 0.5).numpy()
+    rho = np.sqrt((x**2).sum(1) + 0.1**2)
+    np.testing.assert_allclose(t, 0.5 * np.sqrt(rho / np.median(rho)), rtol=1e-4)
+    with pytest.raises(ValueError, match="cbe_time_slope"):
+        PotentialTraining(cbe_time_slope=1.5)

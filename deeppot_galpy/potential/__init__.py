@@ -1,7 +1,14 @@
 """The potential Phi(x): an MLP fitted to the CBE, in pure torch (no galpy/astropy)."""
 
 from .cbe import LOSSES, cbe_residual, negative_density_penalty, stationarity_loss
-from .fit import CBEPoints, PotentialTraining, fit_potential
+from .fit import (
+    CBEPoints,
+    PotentialTraining,
+    cbe_time_power,
+    cbe_time_scales,
+    fit_potential,
+    inner_density_slope,
+)
 from .jeans import JeansMoments
 from .network import PotentialConfig, PotentialNet
 
@@ -13,7 +20,10 @@ __all__ = [
     "PotentialNet",
     "PotentialTraining",
     "cbe_residual",
+    "cbe_time_power",
+    "cbe_time_scales",
     "fit_potential",
+    "inner_density_slope",
     "negative_density_penalty",
     "stationarity_loss",
 ]

@@ -33,7 +33,16 @@ from .cbe import LOSSES, negative_density_penalty, stationarity_loss
 from .jeans import JEANS_STARS, JeansMoments, fraction_range
 from .network import PotentialConfig, PotentialNet
 
-__all__ = ["CBEPoints", "PotentialTraining", "fit_potential", "point_scales"]
+__all__ = [
+    "CBEPoints",
+    "CORE_SLOPE",
+    "PotentialTraining",
+    "cbe_time_power",
+    "cbe_time_scales",
+    "fit_potential",
+    "inner_density_slope",
+    "point_scales",
+]
 
 
 @dataclass
@@ -108,6 +117,11 @@ class PotentialTraining:
     # the steps each is refitted for, starting from the main fit
     replicates: int = 0
     replicate_steps: int = 500
+    # the CBE residual's time scale at radius r in a spherical fit: L / sigma times
+    # (r / median r)^q, softened at 0.05 L (cbe_time_scales). None: q = gamma / 2 from the
+    # stars' inner density slope gamma (inner_density_slope), the dynamical time's power in a
+    # rho ~ r^-gamma cusp, and 0 in a core; 0: one time scale for all, as in any other fit
+    cbe_time_slope: float | None = None
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -132,6 +146,8 @@ class PotentialTraining:
             raise ValueError(
                 f"potential training needs lr > 0 and lam >= 0 (got {self.lr}, {self.lam})"
             )
+        if self.cbe_time_slope is not None and not 0 <= self.cbe_time_slope <= 1:
+            raise ValueError(f"cbe_time_slope must be in [0, 1], got {self.cbe_time_slope}")
         budget = self.time_budget_s
         if budget is not None and not (isinstance(budget, int | float) and budget >= 0):
             raise ValueError(f"time_budget_s must be >= 0 (0: no limit), got {self.time_budget_s}")
@@ -169,6 +185,57 @@ def point_scales(points: CBEPoints) -> tuple[np.ndarray, float, float]:
     vlo, vhi = np.percentile(points.v, [15.87, 84.13], axis=0)
     sigma = float(np.sqrt(np.mean((0.5 * (vhi - vlo)) ** 2)))
     return center, length, sigma
+
+
+def inner_density_slope(x: np.ndarray, fractions: tuple[float, float] = (0.005, 0.02)) -> float:
+    r"""The stars' inner density slope :math:`\gamma = -d\ln\nu / d\ln r` about the origin,
+    from the radii :math:`r_a, r_b` holding the ``fractions`` :math:`a < b` of them: with
+    :math:`N(<r) \propto r^{3-\gamma}`, :math:`\gamma = 3 - \ln(b / a) / \ln(r_b / r_a)`.
+
+    An enclosed fraction is an integral, robust to the noise a local slope would have; at
+    0.5% and 2% it reads 1.2 on a Hernquist sphere (whose cusp is 1) and 0.14 on a Plummer
+    core (RESULTS.md, section 33).
+    """
+    a, b = fractions
+    r_a, r_b = np.quantile(np.linalg.norm(x, axis=1), [a, b])
+    return float(3.0 - math.log(b / a) / math.log(r_b / r_a))
+
+
+#: inner slopes below this are a core, whose dynamical time does not follow the radius: the
+#: stars' 0.5-2% radii read 0.09-0.15 on cores and 1.16-1.20 on cusps (RESULTS.md, section 33)
+CORE_SLOPE = 0.5
+
+
+def cbe_time_power(cfg: PotentialTraining, x: np.ndarray) -> float:
+    """The power q of the CBE time scale's radius dependence (:func:`cbe_time_scales`):
+    ``cfg.cbe_time_slope`` if set, else, in a spherical fit, gamma / 2 (at most 1) of the
+    points' inner density slope gamma if it is a cusp (gamma >= :data:`CORE_SLOPE`), and 0 for
+    a core or any other fit, which has no centre to follow. Even q = 0.06 took Plummer's
+    innermost bin 1-4 points further from the truth on three draws of four (section 33)."""
+    if cfg.cbe_time_slope is not None:
+        return cfg.cbe_time_slope
+    if cfg.config.symmetry != "spherical":
+        return 0.0
+    gamma = inner_density_slope(x)
+    return min(0.5 * gamma, 1.0) if gamma >= CORE_SLOPE else 0.0
+
+
+def cbe_time_scales(x: Tensor, length: float, sigma: float, power: float) -> Tensor | float:
+    r"""The time scale of each point's CBE residual (:func:`~.cbe.stationarity_loss`).
+
+    .. math:: t_i = \frac{L}{\sigma} \left(\frac{\rho_i}{\mathrm{median}\,\rho}\right)^q,
+       \quad \rho_i = \sqrt{|\vec x_i|^2 + (0.05 L)^2},
+
+    the dynamical time :math:`r / v_c \propto r^{\gamma / 2}` of a :math:`\rho \propto
+    r^{-\gamma}` cusp. One scale for all would saturate the asinh at a cusp's centre, whose
+    points would then pull with little weight; with q = gamma / 2 the Osipkov-Merritt
+    Hernquist sphere's second radial bin came from -5.7 to -3.5% and NFW's median force error
+    from 0.9 to 0.8% (RESULTS.md, section 32). A float (no radius dependence) when q = 0.
+    """
+    if power == 0:
+        return length / sigma
+    rho = torch.sqrt((x**2).sum(1) + (0.05 * length) ** 2)
+    return length / sigma * (rho / rho.median()) ** power
 
 
 class _Derivatives(nn.Module):
@@ -216,13 +283,14 @@ def fit_potential(
         net = copy.deepcopy(init).to(device).train().requires_grad_(True)
         length, sigma = float(init.length_scale), math.sqrt(float(init.phi_scale))
     t = points.tensors(device)
-    time_scale = length / sigma
+    time_power = cbe_time_power(cfg, points.x)
+    time_scale = cbe_time_scales(t["x"], length, sigma, time_power)
     lap_scale = sigma**2 / length**2
     f_scale = torch.exp(t["logf"]) * (length * sigma) ** 3 if cfg.loss == "f" else None
 
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     gen = torch.Generator(device="cpu").manual_seed(seed)
-    history: dict = {"step": [], "loss": [], "penalty": []}
+    history: dict = {"step": [], "loss": [], "penalty": [], "cbe_time_power": time_power}
     first_step, elapsed, running = 0, 0.0, np.zeros(2)
     saved = checkpoint.load() if checkpoint is not None else None
     if saved is not None:
@@ -286,7 +354,7 @@ def fit_potential(
                 grad_phi,
                 t["gx"][idx],
                 t["gv"][idx],
-                time_scale,
+                time_scale if isinstance(time_scale, float) else time_scale[idx],
                 f_scale=None if f_scale is None else f_scale[idx],
                 gx_b=t["gx_b"][idx] if "gx_b" in t else None,
                 gv_b=t["gv_b"][idx] if "gv_b" in t else None,
