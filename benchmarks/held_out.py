@@ -21,6 +21,9 @@ system              DF (galpy) and potential                                 sco
                     (M_vir = 1e12 Msun, c = 12)
 ``cusp_tracers``    ``eddingtondf``: Hernquist tracers (a = 4 kpc, within     0.4 - 20 kpc
                     60 kpc) in the same NFW halo
+``om_core``         ``osipkovmerrittdf``: a Plummer sphere (M = 1e11 Msun,   0.1b - 3b
+                    b = 3 kpc, r_a = 4.5 kpc, within 60 kpc), a radially
+                    anisotropic core
 =================== ======================================================= ===============
 
     python benchmarks/held_out.py --systems tangential,om_tracers --out runs/held_out
@@ -75,6 +78,12 @@ def _om_tracers():
     return halo, df, 100.0, (0.5, 25.0)
 
 
+def _om_core():
+    pot = PlummerPotential(amp=1e11 * u.Msun, b=3 * u.kpc, ro=RO, vo=VO)
+    df = osipkovmerrittdf(pot=pot, ra=4.5 * u.kpc, rmax=60 * u.kpc, ro=RO, vo=VO)
+    return pot, df, 60.0, (0.3, 9.0)
+
+
 def _cusp_tracers():
     halo, tracers = _halo(), HernquistPotential(amp=2e10 * u.Msun, a=4 * u.kpc, ro=RO, vo=VO)
     df = eddingtondf(pot=halo, denspot=tracers, rmax=60 * u.kpc, ro=RO, vo=VO)
@@ -88,6 +97,7 @@ SYSTEMS = {
     "radial": lambda: _hernquist(0.3),
     "om_tracers": _om_tracers,
     "cusp_tracers": _cusp_tracers,
+    "om_core": _om_core,
 }
 
 

@@ -206,4 +206,4 @@ def test_cbe_time_scale_follows_a_cusp_only_in_a_spherical_fit():
     rho = np.sqrt((x**2).sum(1) + 0.1**2)
     np.testing.assert_allclose(t, 0.5 * np.sqrt(rho / np.median(rho)), rtol=1e-4)
     with pytest.raises(ValueError, match="cbe_time_slope"):
-        PotentialTraining(cbe_time_slope=1.5)
+        PotentialTraining(cbe_time_slope=-1.5)

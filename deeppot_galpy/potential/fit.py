@@ -120,7 +120,8 @@ class PotentialTraining:
     # the CBE residual's time scale at radius r in a spherical fit: L / sigma times
     # (r / median r)^q, softened at 0.05 L (cbe_time_scales). None: q = gamma / 2 from the
     # stars' inner density slope gamma (inner_density_slope), the dynamical time's power in a
-    # rho ~ r^-gamma cusp, and 0 in a core; 0: one time scale for all, as in any other fit
+    # rho ~ r^-gamma cusp, and 0 in a core; 0: one time scale for all, as in any other fit;
+    # below 0, a centre's points weigh more (a self-consistent core's bins gain, section 33)
     cbe_time_slope: float | None = None
 
     def __post_init__(self) -> None:
@@ -146,8 +147,8 @@ class PotentialTraining:
             raise ValueError(
                 f"potential training needs lr > 0 and lam >= 0 (got {self.lr}, {self.lam})"
             )
-        if self.cbe_time_slope is not None and not 0 <= self.cbe_time_slope <= 1:
-            raise ValueError(f"cbe_time_slope must be in [0, 1], got {self.cbe_time_slope}")
+        if self.cbe_time_slope is not None and not -1 <= self.cbe_time_slope <= 1:
+            raise ValueError(f"cbe_time_slope must be in [-1, 1], got {self.cbe_time_slope}")
         budget = self.time_budget_s
         if budget is not None and not (isinstance(budget, int | float) and budget >= 0):
             raise ValueError(f"time_budget_s must be >= 0 (0: no limit), got {self.time_budget_s}")
