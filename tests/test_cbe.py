@@ -190,14 +190,15 @@ def test_inner_density_slope_against_the_mass_profile(radius_at_fraction):
 
 def test_cbe_time_scale_follows_a_cusp_only_in_a_spherical_fit():
     """q = gamma / 2 of the stars in a spherical fit if they have a cusp (the dynamical time
-    there), 0 for a core, in any other fit or when given; the scale is L / sigma at the median
-    softened radius."""
-    from deeppot_galpy.potential import cbe_time_power, cbe_time_scales
+    there), CORE_TIME_POWER for a core, 0 in any other fit or when given; the scale is L / sigma
+    at the median softened radius."""
+    from deeppot_galpy.potential.fit import CORE_TIME_POWER, cbe_time_power, cbe_time_scales
 
     x = _shells(lambda f: np.sqrt(f) / (1 - np.sqrt(f)))
     spherical = PotentialTraining(config=PotentialConfig(symmetry="spherical"))
     assert cbe_time_power(spherical, x) == pytest.approx(0.6, abs=0.04)
-    assert cbe_time_power(spherical, _shells(lambda f: (f ** (-2 / 3) - 1) ** -0.5)) == 0
+    core = _shells(lambda f: (f ** (-2 / 3) - 1) ** -0.5)
+    assert cbe_time_power(spherical, core) == CORE_TIME_POWER < 0
     assert cbe_time_power(PotentialTraining(config=PotentialConfig(symmetry="none")), x) == 0
     given = PotentialTraining(cbe_time_slope=0.0, config=PotentialConfig(symmetry="spherical"))
     assert cbe_time_power(given, x) == 0

@@ -36,6 +36,7 @@ from .network import PotentialConfig, PotentialNet
 __all__ = [
     "CBEPoints",
     "CORE_SLOPE",
+    "CORE_TIME_POWER",
     "PotentialTraining",
     "cbe_time_power",
     "cbe_time_scales",
@@ -120,8 +121,8 @@ class PotentialTraining:
     # the CBE residual's time scale at radius r in a spherical fit: L / sigma times
     # (r / median r)^q, softened at 0.05 L (cbe_time_scales). None: q = gamma / 2 from the
     # stars' inner density slope gamma (inner_density_slope), the dynamical time's power in a
-    # rho ~ r^-gamma cusp, and 0 in a core; 0: one time scale for all, as in any other fit;
-    # below 0, a centre's points weigh more (a self-consistent core's bins gain, section 33)
+    # rho ~ r^-gamma cusp, and -0.3 in a core, whose centre's points then weigh more (section
+    # 33); 0: one time scale for all, as in any fit that is not spherical
     cbe_time_slope: float | None = None
 
     def __post_init__(self) -> None:
@@ -205,20 +206,25 @@ def inner_density_slope(x: np.ndarray, fractions: tuple[float, float] = (0.005, 
 #: inner slopes below this are a core, whose dynamical time does not follow the radius: the
 #: stars' 0.5-2% radii read 0.09-0.15 on cores and 1.16-1.20 on cusps (RESULTS.md, section 33)
 CORE_SLOPE = 0.5
+#: q in a core. There the force and grad_x ln f vanish as r, so the centre's residuals sit in
+#: the asinh's linear part and pull little; a longer time scale there gives them back weight.
+#: Measured on Plummer (q = 0.17, 0.06, 0, -0.15, -0.3, four draws each): the innermost bin
+#: went -12, -9, -7, -3, -0.4% on average. On a held-out Osipkov-Merritt Plummer sphere it
+#: went from -23 / -14% to -1.5 / +2.4% (section 33).
+CORE_TIME_POWER = -0.3
 
 
 def cbe_time_power(cfg: PotentialTraining, x: np.ndarray) -> float:
     """The power q of the CBE time scale's radius dependence (:func:`cbe_time_scales`):
     ``cfg.cbe_time_slope`` if set, else, in a spherical fit, gamma / 2 (at most 1) of the
-    points' inner density slope gamma if it is a cusp (gamma >= :data:`CORE_SLOPE`), and 0 for
-    a core or any other fit, which has no centre to follow. Even q = 0.06 took Plummer's
-    innermost bin 1-4 points further from the truth on three draws of four (section 33)."""
+    points' inner density slope gamma if it is a cusp (gamma >= :data:`CORE_SLOPE`) and
+    :data:`CORE_TIME_POWER` if a core, and 0 in any other fit, which has no centre to follow."""
     if cfg.cbe_time_slope is not None:
         return cfg.cbe_time_slope
     if cfg.config.symmetry != "spherical":
         return 0.0
     gamma = inner_density_slope(x)
-    return min(0.5 * gamma, 1.0) if gamma >= CORE_SLOPE else 0.0
+    return min(0.5 * gamma, 1.0) if gamma >= CORE_SLOPE else CORE_TIME_POWER
 
 
 def cbe_time_scales(x: Tensor, length: float, sigma: float, power: float) -> Tensor | float:
@@ -227,11 +233,12 @@ def cbe_time_scales(x: Tensor, length: float, sigma: float, power: float) -> Ten
     .. math:: t_i = \frac{L}{\sigma} \left(\frac{\rho_i}{\mathrm{median}\,\rho}\right)^q,
        \quad \rho_i = \sqrt{|\vec x_i|^2 + (0.05 L)^2},
 
-    the dynamical time :math:`r / v_c \propto r^{\gamma / 2}` of a :math:`\rho \propto
-    r^{-\gamma}` cusp. One scale for all would saturate the asinh at a cusp's centre, whose
-    points would then pull with little weight; with q = gamma / 2 the Osipkov-Merritt
-    Hernquist sphere's second radial bin came from -5.7 to -3.5% and NFW's median force error
-    from 0.9 to 0.8% (RESULTS.md, section 32). A float (no radius dependence) when q = 0.
+    with q = gamma / 2 the dynamical time :math:`r / v_c \propto r^{\gamma / 2}` of a
+    :math:`\rho \propto r^{-\gamma}` cusp (:func:`cbe_time_power`). One scale for all would
+    saturate the asinh at a cusp's centre, whose points would then pull with little weight; with
+    q = gamma / 2 the Osipkov-Merritt Hernquist sphere's second radial bin came from -5.7 to
+    -3.8% and its density error from 10.2 to 8.7% over four draws, NFW's median force error
+    from 0.88 to 0.79% (RESULTS.md, section 33). A float (no radius dependence) when q = 0.
     """
     if power == 0:
         return length / sigma
