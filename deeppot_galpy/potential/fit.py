@@ -217,7 +217,7 @@ CORE_TIME_POWER = -0.3
 def cbe_time_power(cfg: PotentialTraining, x: np.ndarray) -> float:
     """The power q of the CBE time scale's radius dependence (:func:`cbe_time_scales`):
     ``cfg.cbe_time_slope`` if set, else, in a spherical fit, gamma / 2 (at most 1) of the
-    points' inner density slope gamma if it is a cusp (gamma >= :data:`CORE_SLOPE`) and
+    stars' inner density slope gamma if it is a cusp (gamma >= :data:`CORE_SLOPE`) and
     :data:`CORE_TIME_POWER` if a core, and 0 in any other fit, which has no centre to follow."""
     if cfg.cbe_time_slope is not None:
         return cfg.cbe_time_slope
