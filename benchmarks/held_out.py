@@ -58,6 +58,7 @@ from deeppot_galpy import DeepPotential
 from deeppot_galpy.cli import main as deeppot
 from deeppot_galpy.compare import radial_profile, summarize
 from deeppot_galpy.mocks.hernquist import sample_galpy_df
+from deeppot_galpy.uncertainty import error_bars
 
 RO, VO = 8.0, 220.0
 FORCE = u.km / u.s / u.Myr
@@ -121,9 +122,13 @@ def write_catalog(stars: dict[str, np.ndarray], path: Path, meta: dict) -> None:
     table.write(path, overwrite=True)
 
 
-def score(fit, truth, stars: dict[str, np.ndarray], r_range: tuple[float, float]) -> dict:
+def score(
+    fit, truth, stars: dict[str, np.ndarray], r_range: tuple[float, float], replicates=()
+) -> dict:
     """Force, density and radial-bin errors of ``fit`` against ``truth`` (galpy potentials)
-    at the stars within ``r_range`` kpc, in physical units through galpy."""
+    at the stars within ``r_range`` kpc, in physical units through galpy; with the run's
+    ``replicates``, how often the truth lies within the quoted 1 and 2 sigma (``error_bars``,
+    each of F_R and F_z counting as one, as a user reads them)."""
     R = np.hypot(stars["x"], stars["y"])
     r = np.hypot(R, stars["z"])
     keep = (r >= r_range[0]) & (r <= r_range[1])
@@ -146,11 +151,24 @@ def score(fit, truth, stars: dict[str, np.ndarray], r_range: tuple[float, float]
         "force_ratio": np.linalg.norm(a_fit, axis=0) / norm,
     }
     bins = radial_profile(r, errors, np.geomspace(*r_range, 7))
-    return summarize(errors) | {
+    out = summarize(errors) | {
         "n_points": int(keep.sum()),
         "radial_edges_kpc": [round(float(e), 2) for e in (*bins["r_lo"], bins["r_hi"][-1])],
         "radial_bias_pct": [round(100 * (b - 1), 1) for b in bins["force_ratio"]],
     }
+    if len(replicates) >= 2:
+        bars = error_bars(replicates, R, z, quantities=("Rforce", "zforce", "dens"), quantity=True)
+        sigma_a = np.stack([bars[k].to_value(FORCE) for k in ("Rforce", "zforce")])
+        sigma_rho = bars["dens"].to_value(u.Msun / u.pc**3)
+        pulls = {
+            "force": (np.abs(a_fit - a_true) / sigma_a).ravel(),
+            "density": np.abs(rho_fit - rho_true) / sigma_rho,
+        }
+        out["coverage"] = {
+            k: {"within_1sigma": float(np.mean(p < 1)), "within_2sigma": float(np.mean(p < 2))}
+            for k, p in pulls.items()
+        }
+    return out
 
 
 def run_system(name: str, args: argparse.Namespace) -> dict:
@@ -170,19 +188,30 @@ def run_system(name: str, args: argparse.Namespace) -> dict:
         if deeppot(cmd) != 0:
             raise SystemExit(f"deeppot fit failed on {name}")
     fresh = draw(df, args.n_score, r_max, args.seed + 1000)
-    return {"system": name, "run": str(run)} | score(DeepPotential.load(run), truth, fresh, r_range)
+    fit, replicates = DeepPotential.load(run), DeepPotential.load_replicates(run)
+    return {"system": name, "run": str(run)} | score(fit, truth, fresh, r_range, replicates)
 
 
 def markdown(rows: list[dict]) -> str:
     lines = [
-        "| system | force err (median / p90) | density err | radial bins of F / F_true - 1 (%) |",
-        "|---|---|---|---|",
+        "| system | force err (median / p90) | density err | radial bins of F / F_true - 1 (%) "
+        "| within 1 / 2 sigma: force, density |",
+        "|---|---|---|---|---|",
     ]
     for row in rows:
         bins = " ".join(f"{b:+.1f}" for b in row["radial_bias_pct"])
+        cover = row.get("coverage")
+        cover = (
+            " / ".join(
+                f"{cover[k]['within_1sigma']:.0%}, {cover[k]['within_2sigma']:.0%}"
+                for k in ("force", "density")
+            )
+            if cover
+            else "(no replicates)"
+        )
         lines.append(
             f"| {row['system']} | {row['force_err_median']:.2%} / {row['force_err_p90']:.1%} "
-            f"| {row['density_err_median']:.1%} | {bins} |"
+            f"| {row['density_err_median']:.1%} | {bins} | {cover} |"
         )
     return "\n".join(lines)
 
