@@ -20,7 +20,8 @@ run weighted equally): the factor that makes the pooled 1 sigma cover as often a
 Gaussian's. Prints, per run, the coverage at 1 and 2 sigma raw, with the factors refitted on
 these runs, with the factors refitted on the other runs (what a run the factors were not
 measured on would see) and with the factors each run recorded (``fit_calibration``, what the package
-quotes; for runs made before they were recorded, ``calibration(region)``), and the factors.
+quotes; for runs made before they were recorded, ``calibration(region)``), the factor each
+run alone would need, and the pooled factors.
 
     python benchmarks/calibration.py plummer=runs/coverage/plummer nfw=runs/coverage/nfw \\
         local_disk=runs/local_disk/run_noiseless
@@ -151,17 +152,18 @@ def main() -> None:
         )
     factors = {k: pooled_factor([z[r][k] for r in z]) for k in KINDS}
     lines = [
-        "| run | quantity | raw: within 1 / 2 sigma | refitted: within 1 / 2 sigma "
-        "| refitted without this run | in code: within 1 / 2 sigma |",
-        "|---|---|---|---|---|---|",
+        "| run | quantity | factor it needs | raw: within 1 / 2 sigma | refitted: within 1 / 2 "
+        "sigma | refitted without this run | in code: within 1 / 2 sigma |",
+        "|---|---|---|---|---|---|---|",
     ]
     for run, errs in z.items():
         for k in KINDS:
             others = [z[r][k] for r in z if r != run]
             without = pooled_factor(others) if others else float("nan")
             cells = [within(errs[k], f) for f in (1.0, factors[k], without, in_code[run][k])]
-            lines.append(f"| {run} | {k} | " + " | ".join(cells) + " |")
-    lines.append("| (nominal) | | 68.3% / 95.4% | 68.3% / 95.4% | 68.3% / 95.4% | 68.3% / 95.4% |")
+            needs = f"{pooled_factor([errs[k]]):.2f}"
+            lines.append(f"| {run} | {k} | {needs} | " + " | ".join(cells) + " |")
+    lines.append("| (nominal) | | 1 | " + " | ".join(["68.3% / 95.4%"] * 4) + " |")
     table = "\n".join(lines)
     print(json.dumps({"factors": factors, "in_code": in_code}, indent=1))
     print(table)
