@@ -6,8 +6,10 @@ x, y, z [kpc] and v_x, v_y, v_z [km/s], fitted by the public CLI (``deeppot fit 
 (``DeepPotential.load``, galpy's ``evaluateRforces`` / ``evaluatezforces`` /
 ``evaluateDensities``) against the true potential on fresh stars of the same DF within the
 system's scoring range: median and 90th-percentile force error, median density error, and
-the median ratio |F| / |F_true| - 1 in six log bins of radius. A finished run is scored, not
-refitted (``--overwrite`` to refit).
+the median ratio |F| / |F_true| - 1 in six log bins of radius; with the run's bootstrap
+replicates, also how often the truth lies within the quoted 1 and 2 sigma
+(``uncertainty.error_bars``). A finished run is scored, not refitted (``--overwrite`` to
+refit).
 
 =================== ======================================================= ===============
 system              DF (galpy) and potential                                 scored at
