@@ -19,7 +19,9 @@ A config file starts from a preset and overrides any setting; CLI flags override
                                #   auto, chosen from the stars, deeppot_galpy.shape), components,
                                #   axisymmetric (p(v|x) read at the data's azimuth; auto sets it
                                #   for a disk's survey volume), speed_profile (a spline of the
-                               #   speed before p(v|x); auto sets it for a spherical potential)
+                               #   speed before p(v|x); auto sets it for a spherical potential),
+                               #   radial_context (p(v|x) also reads the distance from the
+                               #   origin: for tracers with a core in a halo with a cusp)
     [flow_training]            # FlowTraining: epochs, batch_size, lr, weight_decay, val_fraction,
                                #   patience, time_budget_s (0: none), bootstrap,
                                #   augment (random moves by the potential's symmetry)

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from deeppot_galpy.df import FlowConfig, FlowEnsemble, FlowTraining
 from deeppot_galpy.df.factorised import _S_MAX, FactorisedFlow
-from deeppot_galpy.df.flows import position_features
+from deeppot_galpy.df.flows import CENTRE_SCALE
 from deeppot_galpy.mocks import Plummer
 
 SMALL = FlowConfig(steps=2, bins=6, hidden=(16, 16), model="factorised")
@@ -41,17 +41,30 @@ def speed_flow() -> FactorisedFlow:
     return _factorised(replace(SMALL, speed_profile=True))
 
 
-def test_velocity_distribution_is_normalised_at_each_position(flow):
+@pytest.fixture(scope="module")
+def radial_flow() -> FactorisedFlow:
+    return _factorised(replace(SMALL, radial_context=True))
+
+
+@pytest.fixture(scope="module")
+def radial_speed_flow() -> FactorisedFlow:
+    return _factorised(replace(SMALL, speed_profile=True, radial_context=True))
+
+
+@pytest.mark.parametrize("name", ["flow", "radial_flow"])
+def test_velocity_distribution_is_normalised_at_each_position(name, request):
     """p(v | x) integrates to one over v wherever x is, ellipsoid and all.
 
     Importance sampling from a Gaussian three times wider than the model's own ellipsoid at x.
     """
+    flow = request.getfixturevalue(name)
     torch.manual_seed(0)
     n = 2**15
-    for x in ([0.5, -1.0, 0.0], [4.0, 1.0, -0.7]):
+    for x in ([0.5, -1.0, 0.0], [4.0, 1.0, -0.7], [0.0, 0.0, 0.0]):
         x = torch.tensor(x, dtype=torch.float64)
         with torch.no_grad():
-            m, s = flow.ellipsoid(((x - flow.mean[:3]) / flow.scale[:3])[None])
+            y = ((x - flow.mean[:3]) / flow.scale[:3])[None]
+            m, s = flow.ellipsoid(y, flow.context(y))
             chol = 3.0 * torch.linalg.matrix_exp(s[0])
             cov = chol @ chol.T
             proposal = torch.distributions.MultivariateNormal(m[0], covariance_matrix=cov)
@@ -64,7 +77,7 @@ def test_velocity_distribution_is_normalised_at_each_position(flow):
         assert w.mean().item() == pytest.approx(1.0, abs=max(0.02, 4 * w.std().item() / n**0.5))
 
 
-@pytest.mark.parametrize("name", ["flow", "speed_flow"])
+@pytest.mark.parametrize("name", ["flow", "speed_flow", "radial_speed_flow"])
 def test_samples_follow_the_density(name, request):
     """Samples pushed forward through the model's own maps are standard normal."""
     flow = request.getfixturevalue(name)
@@ -72,14 +85,34 @@ def test_samples_follow_the_density(name, request):
     z = (eta - flow.mean) / flow.scale
     y, u = z[:, :3], z[:, 3:]
     with torch.no_grad():
-        m, s = flow.ellipsoid(y)
+        features = flow.context(y)
+        m, s = flow.ellipsoid(y, features)
         w = (torch.linalg.matrix_exp(-s) @ (u - m)[:, :, None])[:, :, 0]
         if flow.config.speed_profile:
-            w, _ = flow.speed(w, y)
-        base = flow.velocities(position_features(y)).transform(w)
+            w, _ = flow.speed(w, features)
+        base = flow.velocities(features).transform(w)
         base_x = flow.positions().transform(y)
     for axis in torch.cat([base, base_x], 1).T:
         assert stats.kstest(axis.numpy(), "norm").pvalue > 1e-3
+
+
+def test_the_radial_context_has_a_kink_at_the_origin(radial_flow):
+    """With ``radial_context`` what p(v | x) reads turns its slope across the origin (a cone in
+    sigma is possible), and without it is smooth there: d/dx of each feature along x at
+    +-1e-4 of the origin."""
+    origin = -radial_flow.mean[:3] / radial_flow.scale[:3]
+    step = torch.tensor([1e-4, 0.0, 0.0], dtype=torch.float64)
+
+    def slope(flow: FactorisedFlow, sign: int) -> Tensor:
+        at = origin + sign * step
+        return torch.autograd.functional.jacobian(lambda a: flow.context(a[None])[0], at)[:, 0]
+
+    above, below = slope(radial_flow, 1), slope(radial_flow, -1)
+    assert above[3].item() == pytest.approx(1 / CENTRE_SCALE, rel=1e-3)
+    assert below[3].item() == pytest.approx(-1 / CENTRE_SCALE, rel=1e-3)
+    torch.testing.assert_close(above[:3], below[:3], rtol=1e-3, atol=1e-6)
+    smooth = _factorised(SMALL)
+    torch.testing.assert_close(slope(smooth, 1), slope(smooth, -1), rtol=1e-3, atol=1e-6)
 
 
 def test_ellipsoid_follows_the_radius_vector():
@@ -91,7 +124,7 @@ def test_ellipsoid_follows_the_radius_vector():
         eta = torch.zeros(20000, 6, dtype=torch.float64)
         eta[:, :3] = torch.tensor([3.0, 4.0, 0.0], dtype=torch.float64)
         y = eta[:, :3]
-        m, s = flow.ellipsoid(y)
+        m, s = flow.ellipsoid(y, flow.context(y))
         u = (torch.linalg.matrix_exp(s) @ torch.randn(20000, 3, 1, dtype=torch.float64))[..., 0]
     cov = np.cov(u.numpy().T)
     rhat = np.array([0.6, 0.8, 0.0])
@@ -100,11 +133,11 @@ def test_ellipsoid_follows_the_radius_vector():
     assert cov[2, 2] == pytest.approx(1.0, rel=0.05)
 
 
-@pytest.mark.parametrize("model", ["factorised", "mixture", "speed_profile"])
+@pytest.mark.parametrize("model", ["factorised", "mixture", "speed_profile", "radial_context"])
 def test_ensemble_round_trip_keeps_the_model(model):
     config = (
-        replace(SMALL, speed_profile=True)
-        if model == "speed_profile"
+        replace(SMALL, **{model: True})
+        if model in ("speed_profile", "radial_context")
         else replace(SMALL, model=model)
     )
     ens = FlowEnsemble.from_metadata(
@@ -119,12 +152,14 @@ def test_ensemble_round_trip_keeps_the_model(model):
     torch.testing.assert_close(again.log_prob(eta), ens.log_prob(eta))
 
 
-def test_the_speed_profile_is_invertible_and_old_files_load_without_it(speed_flow):
+@pytest.mark.parametrize("name", ["speed_flow", "radial_speed_flow"])
+def test_the_speed_profile_is_invertible_and_old_files_load_without_it(name, request):
     """Its inverse, and its ln |det| against autograd's (with the base density's normalisation
     and the ellipsoid's, which the importance-sampling test above checks, p stays normalised)."""
-    flow = speed_flow
+    flow = request.getfixturevalue(name)
     torch.manual_seed(2)
     w, y = 2.0 * torch.randn(256, 3, dtype=torch.float64), torch.randn(256, 3, dtype=torch.float64)
+    y = flow.context(y)
     reshaped, ladj = flow.speed(w, y)
     assert (reshaped - w).abs().max() > 0.05  # it does something
     torch.testing.assert_close(flow.speed.inverse(reshaped, y), w)
@@ -133,13 +168,16 @@ def test_the_speed_profile_is_invertible_and_old_files_load_without_it(speed_flo
             lambda a, at=y[i : i + 1]: flow.speed(a[None], at)[0][0], w[i]
         )
         torch.testing.assert_close(ladj[i], torch.linalg.slogdet(jac)[1])
-    old = {k: v for k, v in SMALL.to_dict().items() if k != "speed_profile"}
+    old = {k: v for k, v in SMALL.to_dict().items() if k not in ("speed_profile", "radial_context")}
     assert not FlowConfig.from_dict(old).speed_profile
+    assert not FlowConfig.from_dict(old).radial_context
 
 
 def test_unknown_model_is_refused():
     with pytest.raises(ValueError, match="unknown DF model"):
         FlowConfig(model="banana")
+    with pytest.raises(ValueError, match="radial_context is read by"):
+        FlowConfig(model="mixture", radial_context=True)
     with pytest.raises(ValueError, match="chosen from the stars first"):
         FlowEnsemble.from_metadata(
             {"k": 1, "config": {"model": "auto"}, "mean": [0.0] * 6, "scale": [1.0] * 6}

@@ -43,10 +43,15 @@ def test_flow_is_invertible():
     torch.testing.assert_close(t.inv(t(y)), y, atol=1e-8, rtol=1e-8)
 
 
-@pytest.mark.parametrize("model", ["joint", "factorised", "mixture"])
+@pytest.mark.parametrize("model", ["joint", "factorised", "mixture", "radial_context"])
 def test_grad_log_f_matches_finite_differences(model):
     ps = Plummer().sample(500, 0)
-    ens = FlowEnsemble(ps.standardization(), k=2, config=replace(SMALL, model=model))
+    config = (
+        replace(SMALL, model="factorised", speed_profile=True, radial_context=True)
+        if model == "radial_context"
+        else replace(SMALL, model=model)
+    )
+    ens = FlowEnsemble(ps.standardization(), k=2, config=config)
     for m in ens.members:
         _randomised(m, 1)
     ens = ens.double()

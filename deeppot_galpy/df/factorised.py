@@ -26,6 +26,14 @@ steep, above nine tenths of it 11-24% shallow, the CBE read a force 4-10% weak, 
 Jeans moments, few at the centre, pulled it back (``benchmarks/RESULTS.md``, section 30).
 grad ln f comes by autograd through all of it.
 
+With ``radial_context`` the networks of p also read the distance from the origin
+(:func:`~deeppot_galpy.df.flows.position_features`), so the velocity ellipsoid can have a
+kink at a spherical potential's centre. Tracers with a flat core in a halo with a cusp need
+one: their Jeans equation there reads :math:`d\sigma_r^2/dr = -F_r(0) \neq 0`, a cone in
+sigma that smooth functions of x round off, taking the central force with it. A core that
+sources its own potential has :math:`d\sigma_r^2/dr = 0` at the centre, and there the extra
+freedom costs accuracy (``benchmarks/RESULTS.md``, section 35), so it is off unless set.
+
 With the ``"mixture"`` model, p is instead a mixture of Gaussian velocity ellipsoids whose
 weights, means and shapes are an MLP of position (:mod:`.mixture`).
 
@@ -67,9 +75,9 @@ _S_MAX = 4.0  # bound on each element of S: ellipsoid axes within e^(+-12) of th
 class VelocityEllipsoid(nn.Module):
     """The mean velocity m(x) and log-ellipsoid S(x) (symmetric 3x3) at standardised positions."""
 
-    def __init__(self, hidden: tuple[int, ...]):
+    def __init__(self, hidden: tuple[int, ...], features: int = 3):
         super().__init__()
-        self.net = position_mlp(hidden, 3 + 6 + 1)
+        self.net = position_mlp(hidden, 3 + 6 + 1, features)
         # start at the identity: zero mean, unit ellipsoid (the standardisation's)
         nn.init.zeros_(self.net[-1].weight)
         nn.init.zeros_(self.net[-1].bias)
@@ -77,9 +85,10 @@ class VelocityEllipsoid(nn.Module):
         self.register_buffer("rows", rows, persistent=False)
         self.register_buffer("cols", cols, persistent=False)
 
-    def forward(self, y: Tensor) -> tuple[Tensor, Tensor]:
-        """Mean (N, 3) and S (N, 3, 3) at standardised positions y (N, 3)."""
-        out = self.net(position_features(y))
+    def forward(self, y: Tensor, features: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean (N, 3) and S (N, 3, 3) at standardised positions y (N, 3), whose
+        :func:`position_features` are ``features``."""
+        out = self.net(features)
         # bounded, so a star far outside the others cannot overflow the matrix exponential
         out = torch.cat([out[:, :3], _S_MAX * torch.tanh(out[:, 3:] / _S_MAX)], dim=1)
         upper = out.new_zeros(len(y), 3, 3)
@@ -96,27 +105,28 @@ class SpeedProfile(nn.Module):
     |s| <= ``bound`` (so smooth at w = 0) and at initialisation. A coupling flow in three axes
     reshapes a round distribution's radial profile poorly; this one does nothing else."""
 
-    def __init__(self, hidden: tuple[int, ...], bins: int, bound: float = 3.0):
+    def __init__(self, hidden: tuple[int, ...], bins: int, bound: float = 3.0, features: int = 3):
         super().__init__()
         self.bins, self.bound = bins, bound
-        self.net = position_mlp(hidden, 3 * bins - 1)
+        self.net = position_mlp(hidden, 3 * bins - 1, features)
         nn.init.zeros_(self.net[-1].weight)
         nn.init.zeros_(self.net[-1].bias)
 
-    def _spline(self, y: Tensor) -> MonotonicRQSTransform:
-        p = self.net(position_features(y))
+    def _spline(self, features: Tensor) -> MonotonicRQSTransform:
+        p = self.net(features)
         k = self.bins
         return MonotonicRQSTransform(p[:, :k], p[:, k : 2 * k], p[:, 2 * k :], bound=self.bound)
 
-    def forward(self, w: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        """The reshaped w (N, 3) and ln|det| (N,) at standardised positions y."""
+    def forward(self, w: Tensor, features: Tensor) -> tuple[Tensor, Tensor]:
+        """The reshaped w (N, 3) and ln|det| (N,) at positions whose :func:`position_features`
+        are ``features``."""
         s = torch.log(w.norm(dim=1).clamp_min(1e-30))
-        t, ladj = self._spline(y).call_and_ladj(s)
+        t, ladj = self._spline(features).call_and_ladj(s)
         return w * torch.exp(t - s)[:, None], ladj + 3 * (t - s)
 
-    def inverse(self, w: Tensor, y: Tensor) -> Tensor:
+    def inverse(self, w: Tensor, features: Tensor) -> Tensor:
         t = torch.log(w.norm(dim=1).clamp_min(1e-30))
-        s = self._spline(y).inv(t)
+        s = self._spline(features).inv(t)
         return w * torch.exp(s - t)[:, None]
 
 
@@ -138,10 +148,11 @@ class FactorisedFlow(nn.Module):
         if config.model == "mixture":
             self.mixture = VelocityMixture(config.components, config.hidden)
         else:
-            self.ellipsoid = VelocityEllipsoid(config.hidden)
-            self.velocities = build_flow(3, config, context=3)
+            width = 4 if config.radial_context else 3
+            self.ellipsoid = VelocityEllipsoid(config.hidden, width)
+            self.velocities = build_flow(3, config, context=width)
             if config.speed_profile:
-                self.speed = SpeedProfile(config.hidden, config.bins)
+                self.speed = SpeedProfile(config.hidden, config.bins, features=width)
 
     def log_prob_parts(self, eta: Tensor) -> tuple[Tensor, Tensor]:
         """ln n(x) and ln p(v | x) in the model's units, eta (N, 6)."""
@@ -166,16 +177,23 @@ class FactorisedFlow(nn.Module):
 
         return torch.cat([turn(eta[:, :3]), turn(eta[:, 3:])], 1)
 
+    def context(self, y: Tensor) -> Tensor:
+        """What p(v | x)'s networks read at standardised positions y: with ``radial_context``,
+        the distance from the origin too (a spherical fit's centre)."""
+        origin = -self.mean[:3] / self.scale[:3] if self.config.radial_context else None
+        return position_features(y, origin)
+
     def _log_p_standardised(self, u: Tensor, y: Tensor) -> Tensor:
         if self.config.model == "mixture":
             return self.mixture.log_prob(u, y)
-        m, s = self.ellipsoid(y)
+        features = self.context(y)
+        m, s = self.ellipsoid(y, features)
         w = (torch.linalg.matrix_exp(-s) @ (u - m)[:, :, None])[:, :, 0]
         log_det = -torch.diagonal(s, dim1=1, dim2=2).sum(1)
         if self.config.speed_profile:
-            w, ladj = self.speed(w, y)
+            w, ladj = self.speed(w, features)
             log_det = log_det + ladj
-        return self.velocities(position_features(y)).log_prob(w) + log_det
+        return self.velocities(features).log_prob(w) + log_det
 
     def log_prob(self, eta: Tensor) -> Tensor:
         """ln f(eta) = ln n(x) + ln p(v | x) in the model's units, eta (N, 6)."""
@@ -191,10 +209,11 @@ class FactorisedFlow(nn.Module):
         if self.config.model == "mixture":
             u = self.mixture.sample(y)
         else:
-            w = self.velocities(position_features(y)).sample()
+            features = self.context(y)
+            w = self.velocities(features).sample()
             if self.config.speed_profile:
-                w = self.speed.inverse(w, y)
-            m, s = self.ellipsoid(y)
+                w = self.speed.inverse(w, features)
+            m, s = self.ellipsoid(y, features)
             u = m + (torch.linalg.matrix_exp(s) @ w[:, :, None])[:, :, 0]
         v = u * self.scale[3:] + self.mean[3:]
         back = self._velocity_frame(torch.cat([x, v], 1), -1)

@@ -51,7 +51,9 @@ class FlowConfig:
     volume of a disk. ``speed_profile`` puts a spline of the whitened speed in front of the
     factorised model's conditional flow (:class:`~deeppot_galpy.df.factorised.SpeedProfile`);
     the other models have no use for it, and ``"auto"`` sets it for a spherical potential.
-    Files written before it existed load without it.
+    ``radial_context`` gives the factorised model's position-conditioned networks the distance
+    from the origin as well (:func:`position_features`), so p(v | x) can change with r as
+    steeply as a potential's centre asks. Files written before these existed load without them.
     """
 
     steps: int = 6  # 6 beat 4 on grad ln f and the core at equal wall time (RESULTS.md)
@@ -62,6 +64,7 @@ class FlowConfig:
     components: int = 8  # velocity ellipsoids of the "mixture" model
     axisymmetric: bool = False
     speed_profile: bool = False
+    radial_context: bool = False
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -70,6 +73,11 @@ class FlowConfig:
             raise ValueError(f"the mixture needs components >= 1, got {self.components}")
         if self.axisymmetric and not self.factorised:
             raise ValueError("axisymmetric needs a factorised DF model (factorised or mixture)")
+        if self.radial_context and self.model in ("joint", "mixture"):
+            raise ValueError(
+                f"radial_context is read by the factorised model's conditional flow, not by "
+                f"model = {self.model!r}"
+            )
 
     @property
     def factorised(self) -> bool:
@@ -84,6 +92,7 @@ class FlowConfig:
         d = dict(d)
         d["hidden"] = tuple(d.get("hidden", cls.hidden))
         d.setdefault("speed_profile", False)
+        d.setdefault("radial_context", False)
         return cls(**d)
 
 
@@ -122,16 +131,32 @@ def build_flow(dim: int, config: FlowConfig, context: int = 0) -> Flow:
     return Flow(transforms, base)
 
 
-def position_features(y: Tensor) -> Tensor:
-    """What position-conditioned networks read of standardised positions y: asinh keeps a
-    cusp's 10^3-wide range in view."""
-    return torch.asinh(y)
+#: the radius, in the standardisation's units, below which :func:`position_features`'s radial
+#: input is linear and beyond which it is logarithmic: a core's scored centre is a few
+#: hundredths of the stars' spread (1 instead, linear throughout, resolved less: RESULTS.md,
+#: section 35)
+CENTRE_SCALE = 0.05
 
 
-def position_mlp(hidden: tuple[int, ...], out_features: int) -> nn.Sequential:
-    """A smooth (SiLU) MLP from the 3 :func:`position_features` to ``out_features``."""
+def position_features(y: Tensor, origin: Tensor | None = None) -> Tensor:
+    r"""What position-conditioned networks read of standardised positions y (N, 3): asinh(y),
+    which keeps a cusp's 10^3-wide range in view, and with ``origin`` (the origin's y, (3,))
+    also :math:`\operatorname{asinh}(r / c)`, r = |y - origin| and c = :data:`CENTRE_SCALE`.
+
+    asinh(y) is smooth through the centre, and so is whatever reads it, while tracers with a
+    core in a halo with a cusp have :math:`d\sigma_r^2/dr = -F_r \neq 0` at r = 0 (their
+    Jeans equation): a cone in sigma, whose kink r has."""
+    features = torch.asinh(y)
+    if origin is None:
+        return features
+    r = torch.sqrt(((y - origin) ** 2).sum(1, keepdim=True) + 1e-12)
+    return torch.cat([features, torch.asinh(r / CENTRE_SCALE)], 1)
+
+
+def position_mlp(hidden: tuple[int, ...], out_features: int, in_features: int = 3) -> nn.Sequential:
+    """A smooth (SiLU) MLP from ``in_features`` :func:`position_features` to ``out_features``."""
     layers: list[nn.Module] = []
-    width = 3
+    width = in_features
     for h in hidden:
         layers += [nn.Linear(width, h), nn.SiLU()]
         width = h
