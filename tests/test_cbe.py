@@ -208,3 +208,25 @@ def test_cbe_time_scale_follows_a_cusp_only_in_a_spherical_fit():
     np.testing.assert_allclose(t, 0.5 * np.sqrt(rho / np.median(rho)), rtol=1e-4)
     with pytest.raises(ValueError, match="cbe_time_slope"):
         PotentialTraining(cbe_time_slope=-1.5)
+
+
+def test_a_core_fit_suggests_the_radial_context_and_a_cusp_fit_does_not():
+    """What ``deeppot fit`` prints after a spherical fit: the hint for tracers in a halo with a
+    cusp follows the stars' inner slope as the fit read it (Plummer: a core; Hernquist: a cusp)."""
+    from deeppot_galpy.commands.options import core_note
+    from deeppot_galpy.potential.fit import cbe_time_power
+
+    spherical = PotentialTraining(config=PotentialConfig(symmetry="spherical"))
+
+    def note(x: np.ndarray, radial_context: bool = False) -> str | None:
+        run = {
+            "config": {"flow": {"radial_context": radial_context}, "potential": {}},
+            "symmetry": {"symmetry": "spherical"},
+            "df_model": {"model": "factorised"},
+        }
+        return core_note(run, {"history": {"cbe_time_power": cbe_time_power(spherical, x)}})
+
+    core = _shells(lambda f: (f ** (-2 / 3) - 1) ** -0.5)
+    assert "radial_context = true" in note(core)
+    assert note(core, radial_context=True) is None
+    assert note(_shells(lambda f: np.sqrt(f) / (1 - np.sqrt(f)))) is None

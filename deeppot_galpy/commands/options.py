@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import RunConfig, parse_config, read_toml
+from ..potential.fit import CORE_TIME_POWER
 from ..potential.replicates import TENSION_NOISE
 from ..potential.symmetry import SYMMETRY_CHOICES
 from ..resume import check_target
@@ -29,6 +30,7 @@ __all__ = [
     "add_run_options",
     "bad_files_reported",
     "run_config",
+    "core_note",
     "model_choices",
     "tension_note",
 ]
@@ -128,7 +130,8 @@ def model_choices(out: str | Path) -> str:
     """Lines saying which potential symmetry and DF model a finished run has, and why, and
     its Jeans tension where it was measured."""
     run = RunDir(out).read_json("run")
-    tension = RunDir(out).load_metadata("potential").get("jeans_tension")
+    potential = RunDir(out).load_metadata("potential")
+    tension = potential.get("jeans_tension")
     symmetry, df_model = run.get("symmetry", {}), run.get("df_model", {})
 
     def why(chosen: dict) -> str:
@@ -139,11 +142,35 @@ def model_choices(out: str | Path) -> str:
         "--symmetry none|axisymmetric|mirror|spherical chooses it)\n"
         f"DF model: {df_model.get('model', run['config']['flow']['model'])} ({why(df_model)}; "
         "[flow] model = factorised|mixture|joint in a --config file chooses it)"
-    ) + ("" if tension is None else f"\n{tension_note(tension)}")
+    ) + "".join(f"\n{note}" for note in (tension_note(tension), core_note(run, potential)) if note)
 
 
-def tension_note(tension: float) -> str:
-    """One line on a fit's Jeans tension (:func:`~deeppot_galpy.cbe_points.jeans_tension`)."""
+def core_note(run: dict, potential: dict) -> str | None:
+    """A hint for a spherical fit whose stars read as a core (``run.json``'s and the
+    potential's metadata): if they are tracers in a halo with a cusp that they do not source,
+    ``[flow] radial_context`` follows what the cusp does to their velocities."""
+    core = (
+        run.get("symmetry", {}).get("symmetry") == "spherical"
+        and potential.get("history", {}).get("cbe_time_power") == CORE_TIME_POWER
+        and run["config"]["potential"].get("cbe_time_slope") is None
+    )
+    factorised = run.get("df_model", {}).get("model") == "factorised"
+    if not core or not factorised or run["config"]["flow"].get("radial_context"):
+        return None
+    return (
+        "the stars have a core: if they are tracers in a halo with a cusp that they do not "
+        "source (a dwarf spheroidal's stars in dark matter), [flow] radial_context = true in a "
+        "--config file lets their velocities follow the cusp (RESULTS.md, section 35: the "
+        "innermost force 44% -> 13% low on such tracers; a core that is the mass is fitted "
+        "worse with it)"
+    )
+
+
+def tension_note(tension: float | None) -> str | None:
+    """One line on a fit's Jeans tension (:func:`~deeppot_galpy.cbe_points.jeans_tension`),
+    where it was measured."""
+    if tension is None:
+        return None
     if tension <= TENSION_NOISE:
         return (
             f"Jeans tension: {tension:.2f} (the stars' own velocity moments agree with the "
