@@ -58,5 +58,6 @@ def _demo(cfg: RunConfig, out: str, inputs: dict) -> None:
             indent=2,
         )
     )
-    print(model_choices(out))
+    # a mock's nature is known, so no hint about what its stars might be
+    print(model_choices(out, hints=False))
     print(f"run directory: {out} (metrics.json, figures/)")

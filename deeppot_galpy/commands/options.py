@@ -126,9 +126,9 @@ def run_config(
     return replace(cfg, options=replace(cfg.options, **how)), out, recorded
 
 
-def model_choices(out: str | Path) -> str:
-    """Lines saying which potential symmetry and DF model a finished run has, and why, and
-    its Jeans tension where it was measured."""
+def model_choices(out: str | Path, hints: bool = True) -> str:
+    """Lines saying which potential symmetry and DF model a finished run has, and why, its
+    Jeans tension where it was measured and, with ``hints``, :func:`core_note`."""
     run = RunDir(out).read_json("run")
     potential = RunDir(out).load_metadata("potential")
     tension = potential.get("jeans_tension")
@@ -142,7 +142,9 @@ def model_choices(out: str | Path) -> str:
         "--symmetry none|axisymmetric|mirror|spherical chooses it)\n"
         f"DF model: {df_model.get('model', run['config']['flow']['model'])} ({why(df_model)}; "
         "[flow] model = factorised|mixture|joint in a --config file chooses it)"
-    ) + "".join(f"\n{note}" for note in (tension_note(tension), core_note(run, potential)) if note)
+    ) + "".join(
+        f"\n{note}" for note in (tension_note(tension), hints and core_note(run, potential)) if note
+    )
 
 
 def core_note(run: dict, potential: dict) -> str | None:
