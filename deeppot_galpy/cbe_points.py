@@ -182,6 +182,7 @@ def jeans_moments(
         v_cov=stars.v_cov if cfg.jeans_deconvolve else None,
         shells=cfg.jeans_shells if cfg.config.symmetry == "spherical" else 1.0,
         noise_weight=cfg.jeans_noise_power,
+        temper=cfg.jeans_temper_power,
     )
 
 

@@ -29,7 +29,8 @@ A config file starts from a preset and overrides any setting; CLI flags override
                                #   loss (lnf | f | crossfit: the flow members in two groups),
                                #   jeans_weight, jeans_functions, jeans_neighbours, jeans_batch,
                                #   jeans_stars,
-                               #   jeans_shells, jeans_noise_weight, cbe_time_slope
+                               #   jeans_shells, jeans_noise_weight, jeans_temper
+                               #   (spread of the functions' centres in ln r), cbe_time_slope
                                #   (the CBE time scale's power of r in a spherical fit),
                                #   replicates (bootstrap refits for error bars), replicate_steps
     [potential.network]        # PotentialConfig: hidden, activation, softening, vertical,

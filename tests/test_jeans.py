@@ -8,7 +8,13 @@ from deeppot_galpy.cbe_points import jeans_moments
 from deeppot_galpy.compare import potential_metrics
 from deeppot_galpy.mocks import Plummer
 from deeppot_galpy.phasespace import FilledVolume
-from deeppot_galpy.potential import CBEPoints, JeansMoments, PotentialTraining, fit_potential
+from deeppot_galpy.potential import (
+    CBEPoints,
+    JeansMoments,
+    PotentialConfig,
+    PotentialTraining,
+    fit_potential,
+)
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +80,41 @@ def test_the_stars_ask_for_the_true_force_and_see_a_scaled_one(plummer):
         assert 0 < err < 0.05 and abs(s - 1) < 4 * err
     weak, err = jeans.force_scale(-0.8 * acc)
     assert abs(weak - 1.25) < 5 * err and abs(weak - 1) > 5 * err
+
+
+def test_tempered_centres_reach_the_centre_and_keep_the_identity(plummer):
+    """Odds (dN/d ln r)^-t: at t = 1 the centres' odds are uniform in ln r, at t = 0.5 more
+    functions sit in the inner radii than stars do, and the moments still ask the true force
+    for a factor of 1 (and a 20% weak one for 1/0.8)."""
+    from deeppot_galpy.potential.jeans import centre_odds
+
+    m, ps, plain = plummer
+    assert centre_odds(ps.x, 0.0) is None
+    ln_r = np.log(np.linalg.norm(ps.x, axis=1))
+    lo, hi = np.quantile(ln_r, [0.05, 0.95])  # where the 40 bins resolve dN / d ln r
+    odds = centre_odds(ps.x, 1.0)
+    parts = [(0.0, 0.2), (0.4, 0.5), (0.6, 1.0)]  # fractions of that ln r range
+    sums = [
+        odds[(ln_r >= lo + a * (hi - lo)) & (ln_r < lo + b * (hi - lo))].sum() for a, b in parts
+    ]
+    np.testing.assert_allclose(np.array(sums) / sums[0], [1.0, 0.5, 2.0], rtol=0.1)
+    tempered = JeansMoments(ps.x, ps.v, ps.region(), n_functions=64, seed=2, temper=0.5)
+    r_inner = np.quantile(np.linalg.norm(ps.x, axis=1), 0.05)
+    share = [np.mean(np.linalg.norm(j.centers, axis=1) < r_inner) for j in (plain, tempered)]
+    assert share[1] > 2 * max(share[0], 0.02)
+    acc = m.acceleration(tempered.x.double().numpy())
+    s, err = tempered.force_scale(-acc)
+    assert 0 < err < 0.05 and abs(s - 1) < 4 * err
+    weak, err = tempered.force_scale(-0.8 * acc)
+    assert abs(weak - 1.25) < 5 * err
+    with pytest.raises(ValueError, match="temper"):
+        JeansMoments(ps.x, ps.v, ps.region(), n_functions=64, seed=2, temper=1.5)
+    spherical = PotentialTraining(config=PotentialConfig(symmetry="spherical"))
+    assert spherical.jeans_temper_power == 0.5
+    assert PotentialTraining(config=PotentialConfig(symmetry="mirror")).jeans_temper_power == 0
+    assert PotentialTraining(jeans_temper=0.0, config=spherical.config).jeans_temper_power == 0
+    with pytest.raises(ValueError, match="jeans_temper"):
+        PotentialTraining(jeans_temper=-0.1)
 
 
 def test_test_functions_stay_inside_the_region(plummer):

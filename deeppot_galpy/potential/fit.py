@@ -114,6 +114,11 @@ class PotentialTraining:
     # (0: every equation alike, so those with large moments dominate; 1: a chi^2). None: 0.5
     # in a spherical fit, 0 otherwise (below)
     jeans_noise_weight: float | None = None
+    # how the Jeans functions' centres spread in radius about a spherical fit's centre: stars
+    # drawn with odds (dN / d ln r)^-t (potential/jeans.py; 0: as the stars, 1: uniform in
+    # ln r). None: 0.5 in a spherical fit, whose cusps' innermost radii get functions then
+    # (RESULTS.md, section 36), and 0 otherwise
+    jeans_temper: float | None = None
     # bootstrap replicates for error bars (potential/replicates.py): how many (0 = none), and
     # the steps each is refitted for, starting from the main fit
     replicates: int = 0
@@ -139,6 +144,8 @@ class PotentialTraining:
         fraction_range(self.jeans_shells, "jeans_shells")
         if self.jeans_noise_weight is not None and not 0 <= self.jeans_noise_weight <= 1:
             raise ValueError(f"jeans_noise_weight must be in [0, 1], got {self.jeans_noise_weight}")
+        if self.jeans_temper is not None and not 0 <= self.jeans_temper <= 1:
+            raise ValueError(f"jeans_temper must be in [0, 1], got {self.jeans_temper}")
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError(
                 f"potential training needs steps and batch_size >= 1 (got {self.steps}, "
@@ -171,6 +178,16 @@ class PotentialTraining:
         radial orbits to the flows (RESULTS.md, section 19), and 0 otherwise."""
         if self.jeans_noise_weight is not None:
             return self.jeans_noise_weight
+        return 0.5 if self.config.symmetry == "spherical" else 0.0
+
+    @property
+    def jeans_temper_power(self) -> float:
+        """The spread of the Jeans functions' centres in radius: ``jeans_temper`` if set, else
+        0.5 in a spherical fit, where centres drawn as the stars leave a cusp's innermost
+        radii to the flows (the held-out Hernquist spheres' innermost bin -8 to -11% -> -1 to
+        -4%; RESULTS.md, section 36), and 0 otherwise (no centre to spread about)."""
+        if self.jeans_temper is not None:
+            return self.jeans_temper
         return 0.5 if self.config.symmetry == "spherical" else 0.0
 
     def to_dict(self) -> dict:

@@ -37,6 +37,14 @@ flow's gradients). A range (lo, hi) draws each function's q log-uniformly, mixin
 the less noisy. (Arcs along a disk's azimuth and slabs thin in z were measured too, and made
 the local disk's forces worse: benchmarks/RESULTS.md, section 10.)
 
+The functions are centred on stars drawn from the subsample. In a cusp the innermost radii
+hold few of them, so few functions measure the force where it changes fastest, and the
+flows' CBE term, which smooths a cusp, outpulls them there. ``temper`` t draws each star with
+odds :math:`(dN/d\ln r)^{-t}` about the origin (from 40 bins of equal counts in ln r), so the
+centres follow :math:`(dN/d\ln r)^{1-t}` (1: uniform in ln r): at 0.5, a spherical fit's
+default, the held-out Hernquist spheres' innermost radial bin went from -8 to -11% to -1 to -4%
+(benchmarks/RESULTS.md, section 36).
+
 ``velocity`` replaces the factor :math:`v_j` by other families of velocity factors
 :math:`h_{mk}(\vec v)` (:mod:`~deeppot_galpy.potential.weakform`: third moments, Gaussian
 velocity windows), each giving :math:`\langle\psi_m\nabla_v h_{mk}\cdot\nabla\Phi\rangle_\star
@@ -83,7 +91,7 @@ from ..completeness import Completeness
 from ..phasespace import FilledVolume
 from .weakform import parse_families
 
-__all__ = ["JEANS_STARS", "JeansMoments", "fraction_range"]
+__all__ = ["JEANS_STARS", "JeansMoments", "centre_odds", "fraction_range"]
 
 _CHUNK = 4096  # stars per pass when precomputing: (chunk x functions x factors) floats
 #: stars the moments are summed over by default (a random subsample of a larger catalog)
@@ -98,6 +106,20 @@ def _shell_metric(centers: np.ndarray, width: np.ndarray, q: np.ndarray) -> np.n
     radial = np.einsum("mi,mj->mij", n, n)
     along, across = (width * q ** (2 / 3))[:, None, None], (width * q ** (-1 / 3))[:, None, None]
     return radial / along**2 + (np.eye(3) - radial) / across**2
+
+
+def centre_odds(x: np.ndarray, temper: float, bins: int = 40) -> np.ndarray | None:
+    r"""Each star's odds of centring a test function, :math:`\propto (dN/d\ln r)^{-t}` about
+    the origin (None, uniform, for t = 0). ``bins`` bins of ln r hold equal counts, so the
+    density in ln r of each is inversely its width."""
+    if temper == 0:
+        return None
+    ln_r = np.log(np.maximum(np.linalg.norm(x, axis=1), np.finfo(np.float64).tiny))
+    edges = np.quantile(ln_r, np.linspace(0.0, 1.0, bins + 1))
+    width = np.maximum(np.diff(edges), 1e-12)  # stars at one radius: a bin of no width
+    which = np.clip(np.searchsorted(edges, ln_r, side="right") - 1, 0, bins - 1)
+    odds = width[which] ** temper
+    return odds / odds.sum()
 
 
 def fraction_range(value: float | tuple[float, float], name: str) -> tuple[float, float]:
@@ -126,9 +148,12 @@ class JeansMoments:
         v_cov: np.ndarray | None = None,
         shells: float | tuple[float, float] = 1.0,
         noise_weight: float = 0.0,
+        temper: float = 0.0,
     ):
         if not 0 <= noise_weight <= 1:
             raise ValueError(f"noise_weight must be in [0, 1], got {noise_weight}")
+        if not 0 <= temper <= 1:
+            raise ValueError(f"temper must be in [0, 1], got {temper}")
         self.families = parse_families(velocity)
         if v_cov is not None and any(f.name != "linear" for f in self.families):
             raise ValueError("velocity-error deconvolution is implemented for the linear family")
@@ -139,7 +164,8 @@ class JeansMoments:
         volume = FilledVolume.of(region)
         f_lo, f_hi = fraction_range(neighbours, "neighbours")
         q_lo, q_hi = fraction_range(shells, "shells")
-        cand = x[rng.choice(len(x), min(len(x), 4 * n_functions), replace=False)]
+        odds = centre_odds(x, temper)
+        cand = x[rng.choice(len(x), min(len(x), 4 * n_functions), replace=False, p=odds)]
         # each function's neighbour count, log-uniform in [lo, hi] (a range mixes scales)
         k = np.maximum(8, np.exp(rng.uniform(np.log(f_lo), np.log(f_hi), len(cand))) * len(x))
         k = np.minimum(k.astype(int), len(x))
