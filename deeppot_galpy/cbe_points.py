@@ -31,7 +31,7 @@ from .df import FlowEnsemble
 from .df.disk_density import DiskDensity
 from .df.radial import RadialProfile
 from .phasespace import FilledVolume, PhaseSpace
-from .potential import CBEPoints, PotentialNet, PotentialTraining
+from .potential import CBEPoints, PotentialNet, PotentialTraining, jeans_temper_power
 from .potential.jeans import JeansMoments
 from .potential.replicates import REPLICATE_POINTS, TENSION_STARS
 from .seeds import spawn_seeds, stream_seed
@@ -182,7 +182,7 @@ def jeans_moments(
         v_cov=stars.v_cov if cfg.jeans_deconvolve else None,
         shells=cfg.jeans_shells if cfg.config.symmetry == "spherical" else 1.0,
         noise_weight=cfg.jeans_noise_power,
-        temper=cfg.jeans_temper_power,
+        temper=jeans_temper_power(cfg, stars.x),
     )
 
 

@@ -210,6 +210,23 @@ def test_cbe_time_scale_follows_a_cusp_only_in_a_spherical_fit():
         PotentialTraining(cbe_time_slope=-1.5)
 
 
+def test_jeans_centres_spread_in_radius_only_in_a_cusp():
+    """jeans_temper: CUSP_TEMPER for a spherical fit of a cusp, 0 for a core, for a fit that is
+    not spherical, or as given."""
+    from deeppot_galpy.potential import jeans_temper_power
+    from deeppot_galpy.potential.fit import CUSP_TEMPER
+
+    cusp = _shells(lambda f: np.sqrt(f) / (1 - np.sqrt(f)))
+    core = _shells(lambda f: (f ** (-2 / 3) - 1) ** -0.5)
+    spherical = PotentialTraining(config=PotentialConfig(symmetry="spherical"))
+    assert jeans_temper_power(spherical, cusp) == CUSP_TEMPER > 0
+    assert jeans_temper_power(spherical, core) == 0
+    mirror = PotentialTraining(config=PotentialConfig(symmetry="mirror"))
+    assert jeans_temper_power(mirror, cusp) == 0
+    given = PotentialTraining(jeans_temper=0.2, config=spherical.config)
+    assert jeans_temper_power(given, core) == 0.2
+
+
 def test_a_core_fit_suggests_the_radial_context_and_a_cusp_fit_does_not():
     """What ``deeppot fit`` prints after a spherical fit: the hint for tracers in a halo with a
     cusp follows the stars' inner slope as the fit read it (Plummer: a core; Hernquist: a cusp)."""

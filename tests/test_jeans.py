@@ -8,13 +8,7 @@ from deeppot_galpy.cbe_points import jeans_moments
 from deeppot_galpy.compare import potential_metrics
 from deeppot_galpy.mocks import Plummer
 from deeppot_galpy.phasespace import FilledVolume
-from deeppot_galpy.potential import (
-    CBEPoints,
-    JeansMoments,
-    PotentialConfig,
-    PotentialTraining,
-    fit_potential,
-)
+from deeppot_galpy.potential import CBEPoints, JeansMoments, PotentialTraining, fit_potential
 
 
 @pytest.fixture(scope="module")
@@ -109,10 +103,6 @@ def test_tempered_centres_reach_the_centre_and_keep_the_identity(plummer):
     assert abs(weak - 1.25) < 5 * err
     with pytest.raises(ValueError, match="temper"):
         JeansMoments(ps.x, ps.v, ps.region(), n_functions=64, seed=2, temper=1.5)
-    spherical = PotentialTraining(config=PotentialConfig(symmetry="spherical"))
-    assert spherical.jeans_temper_power == 0.5
-    assert PotentialTraining(config=PotentialConfig(symmetry="mirror")).jeans_temper_power == 0
-    assert PotentialTraining(jeans_temper=0.0, config=spherical.config).jeans_temper_power == 0
     with pytest.raises(ValueError, match="jeans_temper"):
         PotentialTraining(jeans_temper=-0.1)
 

@@ -8,6 +8,7 @@ from .fit import (
     cbe_time_scales,
     fit_potential,
     inner_density_slope,
+    jeans_temper_power,
 )
 from .jeans import JeansMoments
 from .network import PotentialConfig, PotentialNet
@@ -22,6 +23,7 @@ __all__ = [
     "cbe_residual",
     "cbe_time_power",
     "cbe_time_scales",
+    "jeans_temper_power",
     "fit_potential",
     "inner_density_slope",
     "negative_density_penalty",

@@ -40,6 +40,7 @@ __all__ = [
     "PotentialTraining",
     "cbe_time_power",
     "cbe_time_scales",
+    "jeans_temper_power",
     "fit_potential",
     "inner_density_slope",
     "point_scales",
@@ -116,8 +117,7 @@ class PotentialTraining:
     jeans_noise_weight: float | None = None
     # how the Jeans functions' centres spread in radius about a spherical fit's centre: stars
     # drawn with odds (dN / d ln r)^-t (potential/jeans.py; 0: as the stars, 1: uniform in
-    # ln r). None: 0.5 in a spherical fit, whose cusps' innermost radii get functions then
-    # (RESULTS.md, section 36), and 0 otherwise
+    # ln r). None: 0.5 in a spherical fit of a cusp, 0 otherwise (jeans_temper_power)
     jeans_temper: float | None = None
     # bootstrap replicates for error bars (potential/replicates.py): how many (0 = none), and
     # the steps each is refitted for, starting from the main fit
@@ -180,16 +180,6 @@ class PotentialTraining:
             return self.jeans_noise_weight
         return 0.5 if self.config.symmetry == "spherical" else 0.0
 
-    @property
-    def jeans_temper_power(self) -> float:
-        """The spread of the Jeans functions' centres in radius: ``jeans_temper`` if set, else
-        0.5 in a spherical fit, where centres drawn as the stars leave a cusp's innermost
-        radii to the flows (the held-out Hernquist spheres' innermost bin -8 to -11% -> -1 to
-        -4%; RESULTS.md, section 36), and 0 otherwise (no centre to spread about)."""
-        if self.jeans_temper is not None:
-            return self.jeans_temper
-        return 0.5 if self.config.symmetry == "spherical" else 0.0
-
     def to_dict(self) -> dict:
         d = asdict(self)
         d["config"] = self.config.to_dict()
@@ -242,6 +232,26 @@ def cbe_time_power(cfg: PotentialTraining, x: np.ndarray) -> float:
         return 0.0
     gamma = inner_density_slope(x)
     return min(0.5 * gamma, 1.0) if gamma >= CORE_SLOPE else CORE_TIME_POWER
+
+
+#: the spread of a cusp's Jeans functions in ln r (jeans_temper_power)
+CUSP_TEMPER = 0.5
+
+
+def jeans_temper_power(cfg: PotentialTraining, x: np.ndarray) -> float:
+    """The spread of the Jeans functions' centres in radius (:class:`~.jeans.JeansMoments`'s
+    ``temper``): ``cfg.jeans_temper`` if set, else :data:`CUSP_TEMPER` in a spherical fit whose
+    stars show a cusp (:func:`inner_density_slope` >= :data:`CORE_SLOPE`) and 0 otherwise.
+
+    Centres drawn as the stars leave a cusp's innermost radii to the flows' CBE term, which
+    smooths the cusp: on the same flows the held-out Hernquist spheres' innermost radial bin
+    went from -8 / -11% to -1 / -4% at 0.5 (RESULTS.md, section 36). In a core the inner
+    functions average a force that changes sign, and Plummer's inner bins went 15% low."""
+    if cfg.jeans_temper is not None:
+        return cfg.jeans_temper
+    if cfg.config.symmetry != "spherical":
+        return 0.0
+    return CUSP_TEMPER if inner_density_slope(x) >= CORE_SLOPE else 0.0
 
 
 def cbe_time_scales(x: Tensor, length: float, sigma: float, power: float) -> Tensor | float:
@@ -319,6 +329,8 @@ def fit_potential(
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     gen = torch.Generator(device="cpu").manual_seed(seed)
     history: dict = {"step": [], "loss": [], "penalty": [], "cbe_time_power": time_power}
+    if jeans is not None:
+        history["jeans_temper"] = jeans.temper
     first_step, elapsed, running = 0, 0.0, np.zeros(2)
     saved = checkpoint.load() if checkpoint is not None else None
     if saved is not None:

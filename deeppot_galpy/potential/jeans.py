@@ -41,9 +41,11 @@ The functions are centred on stars drawn from the subsample. In a cusp the inner
 hold few of them, so few functions measure the force where it changes fastest, and the
 flows' CBE term, which smooths a cusp, outpulls them there. ``temper`` t draws each star with
 odds :math:`(dN/d\ln r)^{-t}` about the origin (from 40 bins of equal counts in ln r), so the
-centres follow :math:`(dN/d\ln r)^{1-t}` (1: uniform in ln r): at 0.5, a spherical fit's
-default, the held-out Hernquist spheres' innermost radial bin went from -8 to -11% to -1 to -4%
-(benchmarks/RESULTS.md, section 36).
+centres follow :math:`(dN/d\ln r)^{1-t}` (1: uniform in ln r): at 0.5, the default for a
+spherical fit of a cusp (:func:`~.fit.jeans_temper_power`), the held-out Hernquist spheres'
+innermost radial bin went from -8 / -11% to -1 / -4%; in a core the inner functions average
+a force that changes sign, and Plummer's inner bins went 15% low (benchmarks/RESULTS.md,
+section 36).
 
 ``velocity`` replaces the factor :math:`v_j` by other families of velocity factors
 :math:`h_{mk}(\vec v)` (:mod:`~deeppot_galpy.potential.weakform`: third moments, Gaussian
@@ -155,6 +157,7 @@ class JeansMoments:
         if not 0 <= temper <= 1:
             raise ValueError(f"temper must be in [0, 1], got {temper}")
         self.families = parse_families(velocity)
+        self.temper = temper
         if v_cov is not None and any(f.name != "linear" for f in self.families):
             raise ValueError("velocity-error deconvolution is implemented for the linear family")
         rng = np.random.default_rng(seed)
