@@ -246,7 +246,7 @@ def jeans_temper_power(cfg: PotentialTraining, x: np.ndarray) -> float:
     Centres drawn as the stars leave a cusp's innermost radii to the flows' CBE term, which
     smooths the cusp: on the same flows the held-out Hernquist spheres' innermost radial bin
     went from -8 / -11% to -1 / -4% at 0.5 (RESULTS.md, section 36). In a core the inner
-    functions average a force that changes sign, and Plummer's inner bins went 15% low."""
+    functions average a force that changes sign, and Plummer's inner bins went 9-16% low."""
     if cfg.jeans_temper is not None:
         return cfg.jeans_temper
     if cfg.config.symmetry != "spherical":

@@ -44,7 +44,7 @@ odds :math:`(dN/d\ln r)^{-t}` about the origin (from 40 bins of equal counts in 
 centres follow :math:`(dN/d\ln r)^{1-t}` (1: uniform in ln r): at 0.5, the default for a
 spherical fit of a cusp (:func:`~.fit.jeans_temper_power`), the held-out Hernquist spheres'
 innermost radial bin went from -8 / -11% to -1 / -4%; in a core the inner functions average
-a force that changes sign, and Plummer's inner bins went 15% low (benchmarks/RESULTS.md,
+a force that changes sign, and Plummer's inner bins went 9-16% low (benchmarks/RESULTS.md,
 section 36).
 
 ``velocity`` replaces the factor :math:`v_j` by other families of velocity factors
