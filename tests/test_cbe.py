@@ -227,6 +227,22 @@ def test_jeans_centres_spread_in_radius_only_in_a_cusp():
     assert jeans_temper_power(given, core) == 0.2
 
 
+def test_a_spheres_jeans_weight_grows_with_its_stars_beyond_the_reference():
+    """jeans_weight: a spherical fit's default weight times n / 2^17 beyond 2^17 stars (the
+    moments' variance falls as 1 / n), unchanged below; a disk's and a set weight stay."""
+    from deeppot_galpy.potential import jeans_weight
+    from deeppot_galpy.potential.fit import JEANS_WEIGHT_STARS
+
+    spherical = PotentialTraining(config=PotentialConfig(symmetry="spherical"))
+    base = spherical.jeans_strength
+    assert jeans_weight(spherical, JEANS_WEIGHT_STARS // 8) == base
+    assert jeans_weight(spherical, 8 * JEANS_WEIGHT_STARS) == pytest.approx(8 * base)
+    mirror = PotentialTraining(config=PotentialConfig(symmetry="mirror"))
+    assert jeans_weight(mirror, 8 * JEANS_WEIGHT_STARS) == mirror.jeans_strength
+    given = PotentialTraining(jeans_weight=30.0, config=spherical.config)
+    assert jeans_weight(given, 8 * JEANS_WEIGHT_STARS) == 30.0
+
+
 def test_a_core_fit_suggests_the_radial_context_and_a_cusp_fit_does_not():
     """What ``deeppot fit`` prints after a spherical fit: the hint for tracers in a halo with a
     cusp follows the stars' inner slope as the fit read it (Plummer: a core; Hernquist: a cusp)."""

@@ -9,6 +9,7 @@ from .fit import (
     fit_potential,
     inner_density_slope,
     jeans_temper_power,
+    jeans_weight,
 )
 from .jeans import JeansMoments
 from .network import PotentialConfig, PotentialNet
@@ -24,6 +25,7 @@ __all__ = [
     "cbe_time_power",
     "cbe_time_scales",
     "jeans_temper_power",
+    "jeans_weight",
     "fit_potential",
     "inner_density_slope",
     "negative_density_penalty",
