@@ -202,9 +202,9 @@ def jeans_weight(cfg: PotentialTraining, n_stars: int) -> float:
     grows as ``n_stars / 2^17`` beyond 2^17 stars: the moments' variance falls as 1 / n_stars
     while the flows' error in the CBE term does not, so weighed alike the stars' moments of a
     large catalog would be outpulled by errors they could correct. On An et al.'s beta = 1/2
-    sphere from 10^6 stars (the same flows), weight 1000 in place of 100 took their metric from
-    0.82 / 1.11% to 0.74 / 0.91% on two seeds and the median force error from 0.81 / 1.25% to
-    0.66 / 0.83% (RESULTS.md, section 37). A disk keeps its 10 whatever its size: a stronger
+    sphere from 10^6 stars (the same flows), 763 in place of 100 took their metric from 0.82 /
+    1.11% to 0.77 / 0.92% on two seeds and the median force error from 0.81 / 1.25% to 0.68 /
+    0.84% (RESULTS.md, section 37). A disk keeps its 10 whatever its size: a stronger
     term pulled the local disk's K_z toward its sample's lean (section 36)."""
     if cfg.jeans_weight is not None or cfg.config.symmetry != "spherical":
         return cfg.jeans_strength
