@@ -26,6 +26,12 @@ system              DF (galpy) and potential                                 sco
 ``om_core``         ``osipkovmerrittdf``: a Plummer sphere (M = 1e11 Msun,   0.1b - 3b
                     b = 3 kpc, r_a = 4.5 kpc, within 60 kpc), a radially
                     anisotropic core
+``dwarf``           ``eddingtondf``: Plummer stars (b = 0.3 kpc, within      0.03 - 1 kpc
+                    10 kpc) in a dwarf's NFW halo they do not source
+                    (4 pi rho_s r_s^3 = 5e8 Msun, r_s = 1 kpc; v_c 15-20
+                    km/s): parsecs and a few km/s
+``cluster``         ``constantbetaHernquistdf``, beta = +0.2, M = 2e15 Msun,  0.1a - 3a
+                    a = 500 kpc, stars within 30a: Mpc and 1000s of km/s
 =================== ======================================================= ===============
 
     python benchmarks/held_out.py --systems tangential,om_tracers --out runs/held_out
@@ -93,6 +99,18 @@ def _cusp_tracers():
     return halo, df, 60.0, (0.4, 20.0)
 
 
+def _dwarf():
+    halo = NFWPotential(amp=5e8 * u.Msun, a=1 * u.kpc, ro=RO, vo=VO)
+    stars = PlummerPotential(amp=1e6 * u.Msun, b=0.3 * u.kpc, ro=RO, vo=VO)
+    df = eddingtondf(pot=halo, denspot=stars, rmax=10 * u.kpc, ro=RO, vo=VO)
+    return halo, df, 10.0, (0.03, 1.0)
+
+
+def _cluster():
+    pot = HernquistPotential(amp=4e15 * u.Msun, a=500 * u.kpc, ro=RO, vo=VO)
+    return pot, constantbetaHernquistdf(pot=pot, beta=0.2, ro=RO, vo=VO), 15000.0, (50.0, 1500.0)
+
+
 #: name -> (true potential, DF, catalog radius [kpc], scoring range [kpc]), built on demand
 SYSTEMS = {
     "tangential": lambda: _hernquist(-0.3),
@@ -101,6 +119,8 @@ SYSTEMS = {
     "om_tracers": _om_tracers,
     "cusp_tracers": _cusp_tracers,
     "om_core": _om_core,
+    "dwarf": _dwarf,
+    "cluster": _cluster,
 }
 
 
