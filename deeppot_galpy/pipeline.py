@@ -11,8 +11,10 @@ another mock) and scores the result against the truth. What shapes the result is
 it is run, a :class:`~deeppot_galpy.config.FitOptions`. Every run records config, seed,
 versions and metrics.
 
-Before the stages, a config's ``symmetry = "auto"`` (the presets') becomes the symmetry the stars
-show (:func:`~deeppot_galpy.shape.choose_symmetry`), recorded in ``run.json`` with its reasons.
+Before the stages, a whole system that moves through the catalog's frame is taken to its rest
+frame (:mod:`deeppot_galpy.rest_frame`), and a config's ``symmetry = "auto"`` (the presets')
+becomes the symmetry the stars show (:func:`~deeppot_galpy.shape.choose_symmetry`), both
+recorded in ``run.json`` with their reasons.
 The stages live where their science is: the flows in :mod:`deeppot_galpy.df`, the points and
 moments that carry them to the potential in :mod:`deeppot_galpy.cbe_points`, the potential in
 :mod:`deeppot_galpy.potential`, scoring against a mock's truth in :mod:`deeppot_galpy.scoring`.
@@ -69,6 +71,7 @@ from .mocks import MockSystem, get_mock
 from .phasespace import PhaseSpace
 from .potential import fit_potential
 from .potential.replicates import calibration, fit_replicates
+from .rest_frame import to_rest_frame
 from .resume import check_target, prepare
 from .rundir import RunDir, software_versions
 from .scoring import score_against_truth
@@ -150,6 +153,7 @@ def _fit(
         torch.set_num_threads(config.threads)
     stages = _Stages()
     region = stars.summary.region()
+    stars, motion = to_rest_frame(stars, region)
     config, symmetry = _resolve_symmetry(config, stars.summary, region)
     config, df_model = _resolve_df_model(config, stars.summary, region)
     record = {
@@ -162,6 +166,7 @@ def _fit(
         "units": stars.units.to_dict(),
         "data": {"n_stars": len(stars.eta), "sha256": stars.sha256(), "meta": stars.meta},
         "region": region,
+        "rest_frame": motion,
         "symmetry": symmetry,
         "df_model": df_model,
         "invocation": options.invocation,

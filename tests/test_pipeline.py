@@ -36,6 +36,7 @@ def test_demo_writes_a_complete_run_directory(demo_run):
     assert run["data"]["meta"]["mock"]["name"] == "plummer"
     # the preset's symmetry "auto" sees a round sphere: the potential is a function of r
     assert run["symmetry"]["requested"] == "auto" and run["symmetry"]["symmetry"] == "spherical"
+    assert run["rest_frame"] is None  # a mock at rest is fitted in its own frame
     # the error bars' factors: a sphere's, grown by the tension the fit measured and recorded
     _, meta = RunDir(demo_run).load_potential()
     assert meta["jeans_tension"] == metrics["jeans_tension"] > 0
@@ -75,6 +76,7 @@ def test_fit_on_a_gaia_like_catalog(tmp_path, capsys):
     assert meta["units"]["length"] == "kpc"
     run = json.loads((out / "run.json").read_text())
     assert run["data"]["meta"]["frame"]["galcen_distance_kpc"] == pytest.approx(8.122)
+    assert run["rest_frame"] is None  # a disk volume streams with its galaxy: not moved
     # error bars in physical units from the three replicates the flag asked for
     reps = DeepPotential.load_replicates(out)
     assert len(reps) == 3

@@ -32,6 +32,7 @@ __all__ = [
     "run_config",
     "core_note",
     "model_choices",
+    "rest_frame_note",
     "tension_note",
 ]
 
@@ -127,8 +128,9 @@ def run_config(
 
 
 def model_choices(out: str | Path, hints: bool = True) -> str:
-    """Lines saying which potential symmetry and DF model a finished run has, and why, its
-    Jeans tension where it was measured and, with ``hints``, :func:`core_note`."""
+    """Lines saying which potential symmetry and DF model a finished run has, and why, the
+    bulk motion it took out (:func:`rest_frame_note`), its Jeans tension where it was
+    measured and, with ``hints``, :func:`core_note`."""
     run = RunDir(out).read_json("run")
     potential = RunDir(out).load_metadata("potential")
     tension = potential.get("jeans_tension")
@@ -143,7 +145,28 @@ def model_choices(out: str | Path, hints: bool = True) -> str:
         f"DF model: {df_model.get('model', run['config']['flow']['model'])} ({why(df_model)}; "
         "[flow] model = factorised|mixture|joint in a --config file chooses it)"
     ) + "".join(
-        f"\n{note}" for note in (tension_note(tension), hints and core_note(run, potential)) if note
+        f"\n{note}"
+        for note in (
+            rest_frame_note(run.get("rest_frame")),
+            tension_note(tension),
+            hints and core_note(run, potential),
+        )
+        if note
+    )
+
+
+def rest_frame_note(motion: dict | None) -> str | None:
+    """One line on the bulk motion a fit took out (:mod:`deeppot_galpy.rest_frame`), if any."""
+    if not motion:
+        return None
+    unit = f" {motion['units']}" if motion.get("units") else ""
+    v = ", ".join(f"{c:.4g}" for c in motion["velocity"])
+    times = motion["speed"] / motion["dispersion"]
+    return (
+        f"the stars move as a whole at V = ({v}){unit}, {times:.2g} "
+        f"times their dispersion of {motion['dispersion']:.3g}{unit}: fitted in their rest "
+        "frame (their velocities less V; positions and potential as in the catalog, so orbits "
+        "in it start from velocities less V)"
     )
 
 
