@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from deeppot_galpy.commands.options import rest_frame_note
+from deeppot_galpy.commands.options import TENSION_BROKEN, rest_frame_note, tension_note
 from deeppot_galpy.mocks import Plummer
 from deeppot_galpy.potential import JeansMoments
 from deeppot_galpy.rest_frame import bulk_motion, to_rest_frame
@@ -34,11 +34,15 @@ def test_a_moving_system_is_taken_to_its_rest_frame(plummer):
     assert np.all(np.abs(np.asarray(motion["velocity"]) - V) < 5 * noise)
     assert np.allclose(rest.eta[:, :3], ps.x) and np.allclose(rest.summary.x, ps.x)
     # the stationary Jeans equations hold for the true potential in the rest frame only
-    violation = {}
+    violation, tension = {}, {}
     for name, s in (("moving", moving.summary), ("rest", rest.summary)):
         jeans = JeansMoments(s.x, s.v, region, n_functions=64, seed=2)
-        violation[name] = jeans.violation(-m.acceleration(jeans.x.double().numpy()))
+        grad_phi = -m.acceleration(jeans.x.double().numpy())
+        violation[name], tension[name] = jeans.violation(grad_phi), jeans.tension(grad_phi)
     assert violation["rest"] < 0.08 < violation["moving"]
+    # even the true potential is rejected by the moving stars: the CLI says so loudly
+    assert tension["rest"] < 1.6 and tension["moving"] > TENSION_BROKEN
+    assert "WARNING" in tension_note(tension["moving"]) and "WARNING" not in tension_note(1.5)
     note = rest_frame_note(motion)
     assert "rest frame" in note and f"{motion['velocity'][0]:.4g}" in note
 

@@ -34,7 +34,12 @@ __all__ = [
     "model_choices",
     "rest_frame_note",
     "tension_note",
+    "TENSION_BROKEN",
 ]
+
+#: a Jeans tension beyond which no fit errs: the stars are not in a steady state as given (a
+#: whole system given with its bulk motion gave 122; real fits give 0.9-2)
+TENSION_BROKEN = 10.0
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
@@ -200,6 +205,14 @@ def tension_note(tension: float | None) -> str | None:
         return (
             f"Jeans tension: {tension:.2f} (the stars' own velocity moments agree with the "
             f"fitted force within their noise, <= {TENSION_NOISE})"
+        )
+    if tension > TENSION_BROKEN:
+        return (
+            f"WARNING: Jeans tension {tension:.3g}: the stars' own velocity moments reject the "
+            "fitted force many times over, so the stars are far from a steady state in this "
+            "frame and the potential is not to be trusted. Check the columns' units, that a "
+            "whole system is given about its own centre (one that moves is fitted in its rest "
+            "frame), and that the stars are relaxed (not a stream or a merger)"
         )
     return (
         f"Jeans tension: {tension:.2f} (above {TENSION_NOISE}: the stars' own velocity moments "
