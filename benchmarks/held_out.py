@@ -30,6 +30,9 @@ system              DF (galpy) and potential                                 sco
                     10 kpc) in a dwarf's NFW halo they do not source
                     (4 pi rho_s r_s^3 = 5e8 Msun, r_s = 1 kpc; v_c 15-20
                     km/s): parsecs and a few km/s
+``steep_cusp``      ``osipkovmerrittdf``: a Dehnen sphere with an inner slope    0.1a - 3a
+                    of -1.5 (amp = 2e11 Msun, a = 8 kpc, r_a = 2a, within
+                    30a), radially anisotropic outside its r_a
 ``cluster``         ``constantbetaHernquistdf``, beta = +0.2, M = 2e15 Msun,  0.1a - 3a
                     a = 500 kpc, stars within 30a: Mpc and 1000s of km/s
 =================== ======================================================= ===============
@@ -53,6 +56,7 @@ import numpy as np
 from astropy.table import Table
 from galpy.df import constantbetaHernquistdf, eddingtondf, osipkovmerrittdf
 from galpy.potential import (
+    DehnenSphericalPotential,
     HernquistPotential,
     NFWPotential,
     PlummerPotential,
@@ -106,6 +110,12 @@ def _dwarf():
     return halo, df, 10.0, (0.03, 1.0)
 
 
+def _steep_cusp():
+    pot = DehnenSphericalPotential(amp=2e11 * u.Msun, a=8 * u.kpc, alpha=1.5, ro=RO, vo=VO)
+    df = osipkovmerrittdf(pot=pot, ra=16 * u.kpc, rmax=240 * u.kpc, ro=RO, vo=VO)
+    return pot, df, 240.0, (0.8, 24.0)
+
+
 def _cluster():
     pot = HernquistPotential(amp=4e15 * u.Msun, a=500 * u.kpc, ro=RO, vo=VO)
     return pot, constantbetaHernquistdf(pot=pot, beta=0.2, ro=RO, vo=VO), 15000.0, (50.0, 1500.0)
@@ -120,6 +130,7 @@ SYSTEMS = {
     "cusp_tracers": _cusp_tracers,
     "om_core": _om_core,
     "dwarf": _dwarf,
+    "steep_cusp": _steep_cusp,
     "cluster": _cluster,
 }
 
