@@ -30,7 +30,7 @@ system              DF (galpy) and potential                                 sco
                     10 kpc) in a dwarf's NFW halo they do not source
                     (4 pi rho_s r_s^3 = 5e8 Msun, r_s = 1 kpc; v_c 15-20
                     km/s): parsecs and a few km/s
-``steep_cusp``      ``osipkovmerrittdf``: a Dehnen sphere with an inner slope    0.1a - 3a
+``steep_cusp``      ``osipkovmerrittdf``: a Dehnen sphere with an inner slope  0.1a - 3a
                     of -1.5 (amp = 2e11 Msun, a = 8 kpc, r_a = 2a, within
                     30a), radially anisotropic outside its r_a
 ``cluster``         ``constantbetaHernquistdf``, beta = +0.2, M = 2e15 Msun,  0.1a - 3a
@@ -40,7 +40,9 @@ system              DF (galpy) and potential                                 sco
     python benchmarks/held_out.py --systems tangential,om_tracers --out runs/held_out
     python benchmarks/held_out.py --systems om_tracers --config alt.toml --out runs/held_out_alt
 
-(``alt.toml``: any ``deeppot fit`` config, e.g. ``[flow] model = "factorised"`` to leave the
+(``--n`` sets the catalogs' stars for every system given: RESULTS.md, section 38 fits the
+dwarf from 16,384 stars, as a dwarf's sample might hold, and from 2^17. ``alt.toml``: any
+``deeppot fit`` config, e.g. ``[flow] model = "factorised"`` to leave the
 spline of the speed off; compare two ``--out`` directories fitted on the same catalogs' seed.)
 
 Prints one JSON record per system and a Markdown table (``--markdown FILE`` writes it).
