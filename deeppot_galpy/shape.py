@@ -27,7 +27,9 @@ a symmetry only where the positions show it, about the coordinates' origin, and 
   mid-plane: ``"mirror"``. This is the Galactocentric frame of :mod:`deeppot_galpy.data`.
 
 Anything else (a system off the origin, a triaxial or tilted one, a volume without a
-rotating disk) gets ``"none"``. The choice and the numbers behind it are recorded in
+rotating disk) gets ``"none"``; a system off the origin that is concentrated to its own centre
+(a satellite) is told, in the reason, to be given about that centre and at rest
+(:mod:`deeppot_galpy.rest_frame`). The choice and the numbers behind it are recorded in
 ``run.json`` (``symmetry``) and printed by ``deeppot fit``.
 
 The DF model ``"auto"`` (:func:`choose_df_model`) follows: a survey volume of a disk (the
@@ -141,6 +143,13 @@ def choose_symmetry(x: np.ndarray, v: np.ndarray, region: dict) -> SymmetryChoic
                 "mirror", "a volume of a disk rotating about the z axis", measures
             )
         reason = "away from the origin, and not a volume of a disk rotating about the z axis"
+        if measures["median_over_edge_distance"] <= _FILLED and not region.get("survey_volume"):
+            # a satellite: symmetric fits, exports and the rest frame need it about its centre
+            at = ", ".join(f"{c:.4g}" for c in center)
+            reason += (
+                f"; the stars look like one system about ({at}): give them about that centre "
+                "and at rest (x - centre, v - their mean velocity) to fit it with its symmetry"
+            )
         return SymmetryChoice("none", reason, measures)
     r_med = float(np.median(np.linalg.norm(x - center, axis=1)))
     mad = np.median(np.abs(x - center), axis=0)

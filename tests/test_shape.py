@@ -58,6 +58,11 @@ def test_a_survey_volume_is_a_disk_only_if_it_rotates(plummer):
     # a satellite on a tangential orbit: cold and moving, but concentrated to its own centre
     satellite = plummer.x * 0.5 + [50.0, 0.0, 0.0]
     assert _chosen(satellite, 20.0 * plummer.v + [0.0, 250.0, 0.0]) == "none"
+    # ... and told to be given about its own centre, which a halo-like volume is not
+    region = PhaseSpace(satellite, plummer.v).region()
+    reason = choose_symmetry(satellite, 20.0 * plummer.v + [0.0, 250.0, 0.0], region).reason
+    assert "one system about (50" in reason
+    assert "one system" not in choose_symmetry(x, v, PhaseSpace(x, v).region()).reason
 
 
 def _volume(n: int = 2**13, seed: int = 2) -> tuple[np.ndarray, np.ndarray]:
