@@ -5,7 +5,7 @@ The fit asks the stars' distribution function to be stationary, :math:`\partial 
 is stationary only in its own, :math:`f(\vec x, \vec v, t) = f_0(\vec x - \vec V t, \vec v -
 \vec V)`, so read in the given frame the stationary equation lacks the term :math:`\vec V
 \cdot \nabla_x f`, and the fit takes it for a force: a dwarf's stars given with a bulk motion
-of 150 km/s, 15 times their dispersion, came out with a median force error of 3000%
+of 150 km/s, 16 times their dispersion, came out with a median force error of 3000%
 (benchmarks/RESULTS.md, section 38). At the snapshot's instant the positions and the
 potential are the same in both frames, so the fit subtracts :math:`\vec V` from the velocities
 and nothing else changes (the potential's coordinates are the catalog's).
