@@ -35,6 +35,9 @@ system              DF (galpy) and potential                                 sco
                     30a), radially anisotropic outside its r_a
 ``cluster``         ``constantbetaHernquistdf``, beta = +0.2, M = 2e15 Msun,  0.1a - 3a
                     a = 500 kpc, stars within 30a: Mpc and 1000s of km/s
+``king``            ``kingdf``: a globular cluster's King model (W0 = 7,      1 - 30 pc
+                    M = 3e5 Msun, tidal radius 50 pc), whose DF ends at the
+                    tidal energy: a core, and a density that falls to zero
 =================== ======================================================= ===============
 
     python benchmarks/held_out.py --systems tangential,om_tracers --out runs/held_out
@@ -56,10 +59,11 @@ from pathlib import Path
 import astropy.units as u
 import numpy as np
 from astropy.table import Table
-from galpy.df import constantbetaHernquistdf, eddingtondf, osipkovmerrittdf
+from galpy.df import constantbetaHernquistdf, eddingtondf, kingdf, osipkovmerrittdf
 from galpy.potential import (
     DehnenSphericalPotential,
     HernquistPotential,
+    KingPotential,
     NFWPotential,
     PlummerPotential,
     evaluateDensities,
@@ -123,6 +127,11 @@ def _cluster():
     return pot, constantbetaHernquistdf(pot=pot, beta=0.2, ro=RO, vo=VO), 15000.0, (50.0, 1500.0)
 
 
+def _king():
+    shape = dict(W0=7.0, M=3e5 * u.Msun, rt=50 * u.pc, ro=RO, vo=VO)
+    return KingPotential(**shape), kingdf(**shape), 0.05, (0.001, 0.03)
+
+
 #: name -> (true potential, DF, catalog radius [kpc], scoring range [kpc]), built on demand
 SYSTEMS = {
     "tangential": lambda: _hernquist(-0.3),
@@ -134,6 +143,7 @@ SYSTEMS = {
     "dwarf": _dwarf,
     "steep_cusp": _steep_cusp,
     "cluster": _cluster,
+    "king": _king,
 }
 
 
@@ -188,7 +198,7 @@ def score(
     bins = radial_profile(r, errors, np.geomspace(*r_range, 7))
     out = summarize(errors) | {
         "n_points": int(keep.sum()),
-        "radial_edges_kpc": [round(float(e), 2) for e in (*bins["r_lo"], bins["r_hi"][-1])],
+        "radial_edges_kpc": [float(f"{e:.3g}") for e in (*bins["r_lo"], bins["r_hi"][-1])],
         "radial_bias_pct": [round(100 * (b - 1), 1) for b in bins["force_ratio"]],
     }
     if len(replicates) >= 2:
