@@ -28,12 +28,24 @@ _HARD_EDGE = 0.3
 
 
 def _edge_contrast(dist: np.ndarray, dims: int) -> tuple[float, float]:
-    """(density of the outer tenth of the 99th-percentile distance over the mean density within
-    it, for stars filling a ball (dims 3) or a disk in R (dims 2); that distance)."""
+    """(density of a shell under the 99th-percentile distance over the mean density within it,
+    for stars filling a ball (dims 3) or a disk in R (dims 2); that distance).
+
+    The shell is the outer tenth or the one from 0.75 to 0.9, whichever is denser. Distance
+    errors blur a hard edge over the outer tenth (9% at 3 kpc with DR3-like parallaxes), and a
+    thin disk in a large ball leaves most of that shell's volume empty: such a ball's outer
+    tenth was 0.17 times as dense as its inside, the shell below 0.74 (a 1.5 kpc ball: 0.76 and
+    0.91; whole spheres and disks: 0.004-0.07 and 0.007-0.22, the last a King sphere with
+    W0 = 1; RESULTS.md, section 39)."""
     edge = float(np.percentile(dist, 99.0))
     inside = dist <= edge
-    shell = inside & (dist > 0.9 * edge)
-    return float(shell.sum() / max(inside.sum(), 1) / (1.0 - 0.9**dims)), edge
+    n_inside = max(int(inside.sum()), 1)
+
+    def density(lo: float, hi: float) -> float:
+        shell = inside & (dist > lo * edge) & (dist <= hi * edge)
+        return float(shell.sum() / n_inside / (hi**dims - lo**dims))
+
+    return max(density(0.9, 1.0), density(0.75, 0.9)), edge
 
 
 def _cylinder_edge(offset: np.ndarray) -> tuple[float, float, float] | None:
@@ -250,11 +262,12 @@ class PhaseSpace:
         distance from it, ``lo``/``hi`` the 0.5th/99.5th percentiles along each axis.
 
         The potential is fitted on points within ``r_fit`` of ``fit_center``. Where the stars end
-        at a hard edge (a survey volume: the outermost tenth in radius, measured from the middle
-        of the stars' extent, is still at least 0.3 times as dense as the inside, where a galaxy's
-        own outskirts are ~100 times sparser) the flows smear the edge into a steep, false
-        density gradient: the fit keeps to the ball about that middle (for a heliocentric
-        sample, the Sun, not the median star) less its outer ``EDGE_TRIM``, and
+        at a hard edge (a survey volume: a shell near the 99th-percentile radius, measured from
+        the middle of the stars' extent, is still at least 0.3 times as dense as the inside,
+        where a galaxy's own outskirts are ~100 times sparser; :func:`_edge_contrast`) the flows
+        smear the edge into a steep, false density gradient: the fit keeps to the ball about
+        that middle (for a heliocentric sample, the Sun, not the median star) less its outer
+        ``EDGE_TRIM``, and
         ``survey_volume`` is True. Otherwise ``fit_center, r_fit = center, r_max``.
 
         Stars cut to a cylinder about the vertical through the middle (a catalog cut in

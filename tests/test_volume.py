@@ -54,6 +54,22 @@ def test_a_heliocentric_ball_is_fitted_inside_its_rim():
     assert region["r_fit"] == pytest.approx(1.5 * (1.0 - EDGE_TRIM), rel=0.02)
 
 
+def test_a_large_ball_blurred_by_distance_errors_is_a_survey_volume():
+    """A thin disk in a 3 kpc ball fills little of its outer shell, and DR3-like parallax errors
+    (9% in distance at the rim) blur the rim: still a survey volume, fitted inside its rim."""
+    sun = np.array([-8.122, 0.0, 0.0208])
+    stars = _heliocentric_ball(2**15, 3.0, sun)
+    d = stars.x - sun
+    blur = 1.0 + 0.09 * np.linalg.norm(d, axis=1) / 3.0 * np.random.default_rng(1).normal(
+        size=len(d)
+    )
+    region = PhaseSpace(sun + d * blur[:, None], stars.v, stars.units).region()
+    assert region["survey_volume"]
+    # the blur reaches further on the denser side: the middle is off the Sun by under a tenth
+    assert np.linalg.norm(np.asarray(region["fit_center"]) - sun) < 0.3
+    assert region["r_fit"] == pytest.approx(3.0 * (1.0 - EDGE_TRIM), rel=0.1)
+
+
 class _UniformBall:
     """A stand-in flow ensemble: points filling a ball, zero gradients."""
 
