@@ -43,6 +43,8 @@ def test_a_moving_system_is_taken_to_its_rest_frame(plummer):
     # even the true potential is rejected by the moving stars: the CLI says so loudly
     assert tension["rest"] < 1.6 and tension["moving"] > TENSION_BROKEN
     assert "WARNING" in tension_note(tension["moving"]) and "WARNING" not in tension_note(1.5)
+    assert "its error bars are grown" in tension_note(1.5)
+    assert "only a sphere's" in tension_note(1.5, spherical=False)
     note = rest_frame_note(motion)
     assert "rest frame" in note and f"{motion['velocity'][0]:.4g}" in note
 

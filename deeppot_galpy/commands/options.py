@@ -153,7 +153,7 @@ def model_choices(out: str | Path, hints: bool = True) -> str:
         f"\n{note}"
         for note in (
             rest_frame_note(run.get("rest_frame")),
-            tension_note(tension),
+            tension_note(tension, symmetry.get("symmetry") == "spherical"),
             hints and core_note(run, potential),
         )
         if note
@@ -196,9 +196,9 @@ def core_note(run: dict, potential: dict) -> str | None:
     )
 
 
-def tension_note(tension: float | None) -> str | None:
+def tension_note(tension: float | None, spherical: bool = True) -> str | None:
     """One line on a fit's Jeans tension (:func:`~deeppot_galpy.cbe_points.jeans_tension`),
-    where it was measured."""
+    where it was measured; ``spherical``: the fit's error bars grow with it."""
     if tension is None:
         return None
     if tension <= TENSION_NOISE:
@@ -214,10 +214,12 @@ def tension_note(tension: float | None) -> str | None:
             "whole system is given about its own centre (one that moves is fitted in its rest "
             "frame), and that the stars are relaxed (not a stream or a merger)"
         )
+    grown = "its error bars are grown for it" if spherical else "only a sphere's error bars grow"
     return (
         f"Jeans tension: {tension:.2f} (above {TENSION_NOISE}: the stars' own velocity moments "
         "pull away from the fitted force, as where the flows misread an anisotropic velocity "
-        "distribution; a spherical fit's error bars are grown for it)"
+        "distribution or distance errors, which the moments do not deconvolve, move the stars; "
+        f"{grown})"
     )
 
 
