@@ -267,8 +267,8 @@ class PhaseSpace:
         where a galaxy's own outskirts are ~100 times sparser; :func:`_edge_contrast`) the flows
         smear the edge into a steep, false density gradient: the fit keeps to the ball about
         that middle (for a heliocentric sample, the Sun, not the median star) less its outer
-        ``EDGE_TRIM``, and
-        ``survey_volume`` is True. Otherwise ``fit_center, r_fit = center, r_max``.
+        ``EDGE_TRIM``, and ``survey_volume`` is True. Otherwise ``fit_center, r_fit = center,
+        r_max``.
 
         Stars cut to a cylinder about the vertical through the middle (a catalog cut in
         heliocentric R and |z|) fill it out to its side and its faces: ``z_fit`` is then the
