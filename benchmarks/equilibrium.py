@@ -48,7 +48,7 @@ def scales(mock, data, n_functions: int, draw: int) -> dict:
     network = replace(training.config, symmetry="mirror" if disk else "spherical")
     training = replace(training, jeans_functions=n_functions, config=network)
     jeans = jeans_moments(data, data.region(), training, draw, "cpu")
-    grad_phi = -mock.acceleration(jeans.x.double().numpy())
+    grad_phi = -mock.acceleration(jeans.positions.double().numpy())
     where = np.abs(jeans.centers[:, 2]) if disk else np.linalg.norm(jeans.centers, axis=1)
     edges = HEIGHT_EDGES if disk else RADIUS_EDGES
     bins = [

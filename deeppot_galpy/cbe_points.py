@@ -179,7 +179,9 @@ def jeans_moments(
         seed=stream_seed(seed, stream),
         device=device,
         completeness=Completeness.from_meta(stars.meta),
-        v_cov=stars.v_cov if cfg.jeans_deconvolve else None,
+        # both take out the errors: the stars observed once more their positions' part too
+        v_cov=stars.v_cov if cfg.jeans_deconvolve and stars.reobserved is None else None,
+        reobserved=stars.reobserved if cfg.jeans_deconvolve else None,
         shells=cfg.jeans_shells if cfg.config.symmetry == "spherical" else 1.0,
         noise_weight=cfg.jeans_noise_power,
         temper=jeans_temper_power(cfg, stars.x),
@@ -203,7 +205,7 @@ def jeans_tension(
     check = jeans_moments(stars, region, cfg, seed, device, stream="jeans_check")
     if check is None:
         return None
-    x = check.x.detach().cpu().double().numpy()
+    x = check.positions.detach().cpu().double().numpy()
     return check.tension(-net.evaluate(x, laplacian=False)["acc"])
 
 

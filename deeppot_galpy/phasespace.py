@@ -195,7 +195,10 @@ class PhaseSpace:
     ``meta`` carries provenance (frame parameters, cuts, the mock's name and parameters) that a
     run directory records with the fit. ``v_cov`` (N, 3, 3), if known, is each star's velocity
     measurement covariance (velocity units squared, e.g. from a Gaia table's errors), which the
-    weak-form Jeans moments subtract (:mod:`~deeppot_galpy.potential.jeans`).
+    weak-form Jeans moments subtract (:mod:`~deeppot_galpy.potential.jeans`). ``reobserved``,
+    if known, is the same stars' (x, v) with their catalog's errors drawn once more (each
+    (N, 3)): the Jeans moments extrapolate from it to error-free stars, position errors
+    included (:mod:`~deeppot_galpy.potential.jeans`).
     """
 
     x: np.ndarray
@@ -203,6 +206,7 @@ class PhaseSpace:
     units: Units = field(default_factory=Units.nbody)
     meta: dict = field(default_factory=dict)
     v_cov: np.ndarray | None = None
+    reobserved: tuple[np.ndarray, np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         self.x = np.asarray(self.x, dtype=np.float64)
@@ -226,6 +230,14 @@ class PhaseSpace:
                     f"v_cov must be finite, of shape (N, 3, 3) = ({len(self.x)}, 3, 3); "
                     f"got {self.v_cov.shape}"
                 )
+        if self.reobserved is not None:
+            self.reobserved = tuple(np.asarray(a, dtype=np.float64) for a in self.reobserved)
+            if len(self.reobserved) != 2 or any(
+                a.shape != self.x.shape or not np.isfinite(a).all() for a in self.reobserved
+            ):
+                raise ValueError(
+                    f"reobserved must be a finite (x, v) pair of shape ({len(self.x)}, 3) each"
+                )
 
     def __len__(self) -> int:
         return len(self.x)
@@ -241,7 +253,8 @@ class PhaseSpace:
 
     def subset(self, index: np.ndarray) -> PhaseSpace:
         v_cov = None if self.v_cov is None else self.v_cov[index]
-        return PhaseSpace(self.x[index], self.v[index], self.units, dict(self.meta), v_cov)
+        again = None if self.reobserved is None else tuple(a[index] for a in self.reobserved)
+        return PhaseSpace(self.x[index], self.v[index], self.units, dict(self.meta), v_cov, again)
 
     def split(self, fraction: float, seed: int) -> tuple[PhaseSpace, PhaseSpace]:
         """Random split into (1 - fraction, fraction) parts, e.g. train/validation."""

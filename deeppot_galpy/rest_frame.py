@@ -65,7 +65,8 @@ def to_rest_frame(stars: Stars, region: dict) -> tuple[Stars, dict | None]:
         return stars, None
     V = np.asarray(motion["velocity"])
     s = stars.summary
-    summary = PhaseSpace(s.x, s.v - V, s.units, s.meta, s.v_cov)
+    again = None if s.reobserved is None else (s.reobserved[0], s.reobserved[1] - V)
+    summary = PhaseSpace(s.x, s.v - V, s.units, s.meta, s.v_cov, again)
     eta = stars.eta - np.concatenate([np.zeros(3), V])  # a copy: a memory map stays as it is
     motion["units"] = stars.units.velocity
     return Stars(eta, stars.units, stars.meta, summary), motion

@@ -287,6 +287,53 @@ def _check_errors(cols: dict[str, np.ndarray], names: dict[str, str]) -> None:
             raise ValueError(f"column {names[c]!r} has {int(bad.sum())} invalid values: {expected}")
 
 
+#: the fixed seed of the errors drawn once more (:func:`_reobserved`): a catalog gives the same
+#: fit whatever the run's seed
+_REOBSERVE_SEED = 20201020
+_ASTROMETRY = ("parallax", "pmra", "pmdec", "radial_velocity")
+
+
+def _reobserved(
+    cols: dict[str, np.ndarray], rows: np.ndarray, frame: FrameParameters, zero_point: float
+) -> tuple[np.ndarray, np.ndarray]:
+    r"""The kept ``rows``' Galactocentric (x, v) with their errors drawn once more.
+
+    Each of parallax, proper motions and radial velocity gets a Gaussian of its ``*_error``
+    added, with Gaia's ``*_corr`` correlations (a correlation matrix that is not positive
+    definite is clipped to its nearest one), and the star is transformed again. A star whose
+    parallax would fall below a tenth of its own is drawn again (below S/N ~ 1 the draw is
+    no longer a small perturbation). The Jeans moments difference the two realizations to
+    extrapolate to error-free stars (SIMEX; :mod:`~deeppot_galpy.potential.jeans`).
+    """
+    rng = np.random.default_rng(_REOBSERVE_SEED)
+    n = len(rows)
+    zeros = np.zeros(n)
+    sigma = np.stack(
+        [cols[f"{c}_error"][rows] if f"{c}_error" in cols else zeros for c in _ASTROMETRY], 1
+    )
+    corr = np.broadcast_to(np.eye(4), (n, 4, 4)).copy()
+    for name, (p, q) in _CORRELATIONS.items():
+        if name in cols:
+            i, j = _ASTROMETRY.index(p), _ASTROMETRY.index(q)
+            corr[:, i, j] = corr[:, j, i] = cols[name][rows]
+    lam, vec = np.linalg.eigh(corr)
+    root = vec * np.sqrt(np.clip(lam, 0.0, None))[:, None, :]
+    own = cols["parallax"][rows] - zero_point
+    noise = np.zeros((n, 4))
+    redraw = np.ones(n, dtype=bool)
+    for _ in range(100):
+        k = np.flatnonzero(redraw)
+        if not len(k):
+            break
+        noise[k] = sigma[k] * np.einsum("nij,nj->ni", root[k], rng.standard_normal((len(k), 4)))
+        redraw[k] = own[k] + noise[k, 0] < 0.1 * own[k]
+    noise[redraw] = 0.0  # ~never: 100 draws below a tenth of the parallax
+    parallax, pmra, pmdec, rv = (cols[c][rows] + noise[:, i] for i, c in enumerate(_ASTROMETRY))
+    return observables_to_galactocentric(
+        cols["ra"][rows], cols["dec"][rows], 1.0 / (parallax - zero_point), pmra, pmdec, rv, frame
+    )
+
+
 def _source_id(table: Table, colname: str) -> tuple[np.ndarray, np.ndarray | None]:
     col = table[colname]
     mask = getattr(col, "mask", None)
@@ -376,14 +423,14 @@ def catalog_to_phasespace(
             )
         x, v, sel, columns = _skycoord_rows(source, frame)
         description, extra_meta = f"SkyCoord (frame {source.frame.name})", {}
-        magnitude, v_cov = None, None
+        magnitude, v_cov, reobserved = None, None, None
     else:
         frame = frame if frame is not None else FrameParameters()
         wanted = {c for names in CONVENTIONS.values() for c in names} | set(_OPTIONAL)
         if cuts.magnitude_limit is not None:
             wanted.add(cuts.magnitude_column)
         table, description = _as_table(source, format, sorted(wanted))
-        x, v, sel, columns, magnitude, v_cov = _table_rows(
+        x, v, sel, columns, magnitude, v_cov, reobserved = _table_rows(
             table, frame, cuts, convention, assume_gaia_units
         )
         extra_meta = {}
@@ -402,6 +449,7 @@ def catalog_to_phasespace(
         x, v = x[inside], v[inside]
         magnitude = magnitude[inside] if magnitude is not None else None
         v_cov = v_cov[inside] if v_cov is not None else None
+        reobserved = None if reobserved is None else tuple(a[inside] for a in reobserved)
     report = sel.report
     report.notes.append(_frame_summary(frame))
     sel.check_min_stars(cuts.min_stars)
@@ -425,10 +473,17 @@ def catalog_to_phasespace(
             v_cov = None  # exact velocities: nothing to subtract
             report.notes.append(f"velocity errors from {', '.join(used)}: all zero")
         else:
+            how = (
+                "subtract each star's velocity covariance"
+                if reobserved is None
+                else "extrapolate to error-free stars from the stars observed once more (every "
+                "error drawn again), which takes out the distance errors' shift of the "
+                "positions too"
+            )
             report.notes.append(
                 f"velocity errors from {', '.join(used)}: rms per axis {np.median(sigma):.3g} "
                 f"km/s (median; 90th percentile {np.percentile(sigma, 90):.3g}); the fit's "
-                "Jeans moments subtract each star's velocity covariance"
+                f"Jeans moments {how}"
             )
 
     meta = {
@@ -441,7 +496,7 @@ def catalog_to_phasespace(
         "columns": columns,
         **extra_meta,
     }
-    return PhaseSpace(x, v, Units.galactic(), meta, v_cov), report
+    return PhaseSpace(x, v, Units.galactic(), meta, v_cov, reobserved), report
 
 
 def _skycoord_rows(coord: SkyCoord, frame: FrameParameters):
@@ -541,6 +596,9 @@ def _table_rows(
     )
     columns = {"convention": conv, "used": used, "assume_gaia_units": assume_gaia_units}
     magnitude = cols["magnitude"][rows] if "magnitude" in cols else None
+    reobserved = None
+    if conv == "gaia" and "parallax_error" in cols and cols["parallax_error"][rows].any():
+        reobserved = _reobserved(cols, rows, frame, cuts.parallax_zero_point)
     v_cov = None
     if any(c in cols for c in _VELOCITY_ERRORS):
         errors = {c.removesuffix("_error"): cols[c][rows] for c in _VELOCITY_ERRORS if c in cols}
@@ -556,4 +614,4 @@ def _table_rows(
             pairs,
             frame,
         )
-    return x, v, sel, columns, magnitude, v_cov
+    return x, v, sel, columns, magnitude, v_cov, reobserved

@@ -109,7 +109,9 @@ class PotentialTraining:
     # falls as 1 / sqrt(stars), and all 10^6 stars of An et al.'s sphere in place of 2^17 cut
     # its force error from 1.4% to 0.6% on the same flows (RESULTS.md, section 21)
     jeans_stars: int = JEANS_STARS
-    # subtract the stars' velocity measurement covariances (PhaseSpace.v_cov) from the moments
+    # take the stars' measurement errors out of the moments: by simulation-extrapolation from
+    # the stars observed once more (PhaseSpace.reobserved, positions too), else by subtracting
+    # their velocity covariances (PhaseSpace.v_cov)
     jeans_deconvolve: bool = True
     # in a spherical fit, the test functions' thickness along the radius over their length
     # across it (shells), or a (min, max) range of it (1: round; potential/jeans.py): 0.3
@@ -410,7 +412,7 @@ def fit_potential(
         x = t["x"][idx]
         if use_jeans:
             jdx = jeans.draw(cfg.jeans_batch, gen)
-            x = torch.cat([x, jeans.x[jdx]])
+            x = torch.cat([x, jeans.points(jdx)])
         _, grad_phi, lap = derivatives(x)
         if use_jeans:
             jeans_term = jeans.loss(grad_phi[len(idx) :], jdx)
