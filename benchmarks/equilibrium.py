@@ -13,10 +13,13 @@ error while a fit misses there by more is the method's miss, not the sample's.
 The functions are the fit's (the default preset's neighbour range; shells in a spherical
 system), ``--functions`` of them (more than a fit's 384, to resolve the bins), for
 ``--draws`` placements. The local disk goes the way a user's catalog does
-(``benchmarks/local_disk.py``'s Gaia-archive tables, ``--errors``).
+(``benchmarks/local_disk.py``'s Gaia-archive tables, ``--errors``), with the catalog's errors
+taken out as a fit does (``--correction simex``: the stars observed once more), by the
+velocities' covariance alone (``velocities``), or not at all (``none``).
 
     python benchmarks/equilibrium.py --mock hernquist_beta --n 1000000
     python benchmarks/equilibrium.py --mock local_disk --errors dr3
+    python benchmarks/equilibrium.py --mock local_disk --errors dr3x4 --correction none
 
 Prints one JSON record per draw and a Markdown table.
 """
@@ -40,10 +43,13 @@ RADIUS_EDGES = (0.0, 0.4, 1.0, 3.0, 7.5, 20.0, np.inf)
 HEIGHT_EDGES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0, np.inf)
 
 
-def scales(mock, data, n_functions: int, draw: int) -> dict:
+def scales(mock, data, n_functions: int, draw: int, correction: str = "simex") -> dict:
     """Per bin of the functions' centres: how many, and the true force's factor +- error."""
     disk = mock.name == "local_disk"
     training = PRESETS["default"].potential
+    if correction != "simex":
+        data = replace(data, reobserved=None)
+        training = replace(training, jeans_deconvolve=correction == "velocities")
     # the functions and weights a fit of this kind uses (a disk volume's fit is mirror)
     network = replace(training.config, symmetry="mirror" if disk else "spherical")
     training = replace(training, jeans_functions=n_functions, config=network)
@@ -92,18 +98,21 @@ def markdown(records: list[dict]) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--mock", default="hernquist_beta")
+    p.add_argument("--params", default="{}", help="the mock's keywords as JSON")
     p.add_argument("--n", type=int, default=2**17)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--errors", choices=sorted(CATALOGS), default="noiseless")
     p.add_argument("--functions", type=int, default=1536)
     p.add_argument("--draws", type=int, default=2)
+    p.add_argument("--correction", choices=("simex", "velocities", "none"), default="simex")
     args = p.parse_args()
-    mock = get_mock(args.mock)
+    mock = get_mock(args.mock, **json.loads(args.params))
     data = stars_of(mock, args.n, args.seed, args.errors).summary
     records = []
     for draw in range(args.draws):
         rec = {"mock": args.mock, "n": args.n, "seed": args.seed, "draw": draw}
-        rec.update(scales(mock, data, args.functions, draw))
+        rec.update(correction=args.correction, errors=args.errors)
+        rec.update(scales(mock, data, args.functions, draw, args.correction))
         print(json.dumps(rec), flush=True)
         records.append(rec)
     print(markdown(records))
