@@ -76,15 +76,17 @@ def scales(mock, data, n_functions: int, draw: int, correction: str = "simex") -
 
 def markdown(records: list[dict]) -> str:
     vertical = "scale_z" in records[0]["bins"][0]
-    head = "| draw | centres | functions | factor the stars ask of the true force |"
+    head = "| correction | draw | tension | centres | functions | factor asked of the true force |"
     lines = [
         head + (" vertical equations alone |" if vertical else ""),
-        "|---" * (5 if vertical else 4) + "|",
+        "|---" * (7 if vertical else 6) + "|",
     ]
     for rec in records:
         for b in rec["bins"]:
             cells = [
+                rec.get("correction", "simex"),
                 str(rec["draw"]),
+                f"{rec['tension']:.2f}",
                 f"{b['lo']:g}-{b['hi']:g}",
                 str(b["functions"]),
                 f"{b['scale']:.4f} +- {b['error']:.4f}",
@@ -104,17 +106,23 @@ def main() -> None:
     p.add_argument("--errors", choices=sorted(CATALOGS), default="noiseless")
     p.add_argument("--functions", type=int, default=1536)
     p.add_argument("--draws", type=int, default=2)
-    p.add_argument("--correction", choices=("simex", "velocities", "none"), default="simex")
+    p.add_argument(
+        "--correction", default="simex", help="comma-separated of simex, velocities, none"
+    )
     args = p.parse_args()
     mock = get_mock(args.mock, **json.loads(args.params))
     data = stars_of(mock, args.n, args.seed, args.errors).summary
     records = []
-    for draw in range(args.draws):
-        rec = {"mock": args.mock, "n": args.n, "seed": args.seed, "draw": draw}
-        rec.update(correction=args.correction, errors=args.errors)
-        rec.update(scales(mock, data, args.functions, draw, args.correction))
-        print(json.dumps(rec), flush=True)
-        records.append(rec)
+    corrections = args.correction.split(",")
+    if set(corrections) - {"simex", "velocities", "none"}:
+        p.error(f"--correction: use simex, velocities or none, not {args.correction!r}")
+    for correction in corrections:
+        for draw in range(args.draws):
+            rec = {"mock": args.mock, "n": args.n, "seed": args.seed, "draw": draw}
+            rec.update(correction=correction, errors=args.errors)
+            rec.update(scales(mock, data, args.functions, draw, correction))
+            print(json.dumps(rec), flush=True)
+            records.append(rec)
     print(markdown(records))
 
 
