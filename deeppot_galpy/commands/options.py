@@ -218,7 +218,8 @@ def tension_note(tension: float | None, spherical: bool = True) -> str | None:
     return (
         f"Jeans tension: {tension:.2f} (above {TENSION_NOISE}: the stars' own velocity moments "
         "pull away from the fitted force, as where the flows misread an anisotropic velocity "
-        "distribution or distance errors, which the moments do not deconvolve, move the stars; "
+        "distribution, or distance errors outgrow the moments' second-order correction for "
+        "them (parallax S/N of a few); "
         f"{grown})"
     )
 
