@@ -69,17 +69,23 @@ def test_the_covariance_is_that_of_the_transformed_velocities():
     np.testing.assert_allclose(cov / scale, mc / scale, atol=0.04)  # MC error ~ 2 / sqrt(2e4)
 
 
-def test_a_gaia_table_carries_its_velocity_covariance_and_bad_errors_are_refused():
-    obs = _observables(50, 2)
+def _gaia_table(obs: dict[str, np.ndarray], parallax_error: np.ndarray) -> Table:
+    """A Gaia-archive table of ``obs`` with errors of 0.1 mas/yr and 3 km/s."""
+    n = len(obs["ra"])
     table = Table({k: v for k, v in obs.items()})
     for k, unit in (("ra", u.deg), ("dec", u.deg), ("parallax", u.mas)):
         table[k].unit = unit
     for k in ("pmra", "pmdec"):
         table[k].unit = u.mas / u.yr
-        table[f"{k}_error"] = np.full(50, 0.1) * u.mas / u.yr
+        table[f"{k}_error"] = np.full(n, 0.1) * u.mas / u.yr
     table["radial_velocity"].unit = u.km / u.s
-    table["radial_velocity_error"] = np.full(50, 3.0) * u.km / u.s
-    table["parallax_error"] = np.full(50, 0.01) * u.mas
+    table["radial_velocity_error"] = np.full(n, 3.0) * u.km / u.s
+    table["parallax_error"] = parallax_error * u.mas
+    return table
+
+
+def test_a_gaia_table_carries_its_velocity_covariance_and_bad_errors_are_refused():
+    table = _gaia_table(_observables(50, 2), np.full(50, 0.01))
     data, report = catalog_to_phasespace(table, cuts=QualityCuts(min_stars=10))
     assert data.v_cov.shape == (50, 3, 3)
     # the RV alone gives 3 km/s along the line of sight: the trace is at least 9
@@ -116,15 +122,7 @@ def test_a_gaia_table_with_parallax_errors_is_observed_once_more():
     the same rows, distances that differ by the parallaxes' relative errors, and none where
     the parallaxes are exact."""
     obs = _observables(4000, 3)
-    table = Table({k: v for k, v in obs.items()})
-    for k, unit in (("ra", u.deg), ("dec", u.deg), ("parallax", u.mas)):
-        table[k].unit = unit
-    for k in ("pmra", "pmdec"):
-        table[k].unit = u.mas / u.yr
-        table[f"{k}_error"] = np.full(4000, 0.1) * u.mas / u.yr
-    table["radial_velocity"].unit = u.km / u.s
-    table["radial_velocity_error"] = np.full(4000, 3.0) * u.km / u.s
-    table["parallax_error"] = 0.05 * obs["parallax"] * u.mas
+    table = _gaia_table(obs, 0.05 * obs["parallax"])
     cuts = QualityCuts(min_stars=10)
     data, report = catalog_to_phasespace(table, cuts=cuts)
     x1, v1 = data.reobserved
