@@ -94,7 +94,7 @@ misread: the Osipkov-Merritt sphere's force error 2.02% -> 1.25%, its outermost 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -274,7 +274,7 @@ class JeansMoments:
         vs: Tensor,
         taper: Tensor,
         grad_taper: Tensor,
-        grad_log_s,
+        grad_log_s: Callable[[np.ndarray], np.ndarray] | None,
         cov: Tensor | None,
     ) -> list[Tensor]:
         """Per family, A_mk = < h_mk v . grad(S T psi_m) / S > (less < C grad(T psi_m) > for
