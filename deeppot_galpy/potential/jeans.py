@@ -69,9 +69,9 @@ table's errors), corrects both sides by simulation-extrapolation (SIMEX; Cook & 
 :math:`2A(\vec x, \vec v) - A(\vec x', \vec v')` is the error-free stars' A, and likewise
 the force side, :math:`2B(\vec x) - B(\vec x')`, whose correction a quarter of each
 minibatch measures (paired stars, so the difference is precise). On the local-disk mock's
-catalogs it takes the true potential's tension to what the same stars without errors give:
-4.97 -> 1.52 (noiseless 1.48) with four times DR3's errors, 9.06 -> 3.19 (2.64) in a 3 kpc
-ball (benchmarks/RESULTS.md, section 40).
+catalogs it takes the true potential's tension from 4.97 to 1.40 with four times DR3's
+errors and from 9.06 to 3.03 in a 3 kpc ball, where subtracting the velocities' covariance
+moved neither (benchmarks/RESULTS.md, section 40).
 
 For a catalog that holds a fraction :math:`S(\vec x)` of the stars
 (:mod:`~deeppot_galpy.completeness`) the test function is :math:`S\psi`, so
