@@ -179,7 +179,7 @@ def jeans_moments(
         seed=stream_seed(seed, stream),
         device=device,
         completeness=Completeness.from_meta(stars.meta),
-        # both take out the errors: the stars observed once more their positions' part too
+        # one or the other: the stars observed once more also take out the positions' share
         v_cov=stars.v_cov if cfg.jeans_deconvolve and stars.reobserved is None else None,
         reobserved=stars.reobserved if cfg.jeans_deconvolve else None,
         shells=cfg.jeans_shells if cfg.config.symmetry == "spherical" else 1.0,
